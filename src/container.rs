@@ -1,0 +1,451 @@
+//! `TestContainer`: the guard that owns one container from the moment it
+//! is created until it is removed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder, StopContainerOptionsBuilder};
+use futures::StreamExt;
+
+use crate::engine;
+use crate::error::{Error, Result, status_of};
+use crate::exec::{Exec, ExecRequest};
+use crate::logs::{self, LogStream, Logs};
+use crate::ready;
+use crate::spec::ContainerSpec;
+
+/// How many log lines an [`Error::NotReady`] carries.
+const LOG_TAIL: usize = 20;
+
+/// A running container that is removed when the guard goes away.
+///
+/// Made by [`ContainerSpec::start`] (or [`TestContainer::builder`]). The
+/// guard owns the container from the moment Docker creates it: if start or
+/// readiness fails, the container is removed before the error is returned.
+///
+/// # Cleanup
+///
+/// - [`remove(self)`](TestContainer::remove) removes the container now and
+///   returns the error if that fails: the deterministic, fallible path.
+/// - Dropping the guard hands a force-remove (container and anonymous
+///   volumes) to dockfix's engine runtime and returns at once, so the
+///   daemon's removal overlaps the next test. It works in any context: a
+///   current-thread or multi-thread tokio runtime, no runtime, a panicking
+///   test, `spawn_blocking`. It never panics; a failure is printed on stderr.
+///   With [`ContainerSpec::wait_on_drop`] or `DOCKFIX_DROP=wait`, Drop
+///   blocks until the removal is done instead.
+/// - When the process exits normally (including a test binary whose tests
+///   failed), an exit hook waits for every removal still in flight and
+///   removes the containers of guards that were never dropped (a guard in
+///   a `static`), bounded by `DOCKFIX_EXIT_TIMEOUT` seconds (default 30).
+/// - [`keep(self)`](TestContainer::keep) or `DOCKFIX_KEEP=1` leave the
+///   container running for debugging.
+///
+/// # Resource leaking
+///
+/// Nothing runs when the process is killed by a signal (SIGKILL, a
+/// cancelled CI job, SIGINT without a handler), or aborts. Its containers
+/// stay, labelled `dockfix.managed=true` with this process's session, so
+/// `dockfix sweep` (or `docker rm -f $(docker ps -aq --filter
+/// label=dockfix.session=<id>)`) removes them later. Kept containers stay
+/// labelled too.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> dockfix::Result<()> {
+/// use std::time::Duration;
+/// use dockfix::TestContainer;
+///
+/// let c = TestContainer::builder("dockfix-test/busybox:latest")
+///     .cmd(["sleep", "300"])
+///     .start()
+///     .await?;
+/// let out = c
+///     .exec(["sh", "-c", "echo hi; exit 3"])
+///     .timeout(Duration::from_secs(5))
+///     .await?;
+/// assert_eq!((out.exit_code, out.stdout.as_str()), (3, "hi\n"));
+/// assert!(c.exec_ok(["false"]).await.is_err());
+/// c.remove().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping the guard removes the container"]
+pub struct TestContainer {
+    id: String,
+    name: String,
+    image: String,
+    ports: HashMap<u16, u16>,
+    /// `Some` while Drop should remove the container; the flag says whether
+    /// Drop waits for it.
+    removal: Option<DropMode>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DropMode {
+    wait: bool,
+}
+
+/// What a container is doing, from Docker's inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContainerState {
+    /// Docker's status word: `created`, `running`, `paused`, `restarting`,
+    /// `removing`, `exited` or `dead`.
+    pub status: String,
+    /// True while the main process runs.
+    pub running: bool,
+    /// The main process's exit code, once it has exited.
+    pub exit_code: Option<i64>,
+    /// True if the kernel killed it for exceeding its memory limit.
+    pub oom_killed: bool,
+    /// The health status (`starting`, `healthy`, `unhealthy`) when the
+    /// container has a healthcheck.
+    pub health: Option<String>,
+}
+
+impl TestContainer {
+    /// A spec for `image`; finish it with [`ContainerSpec::start`].
+    pub fn builder(image: impl Into<String>) -> ContainerSpec {
+        ContainerSpec::new(image)
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The container name: the spec's prefix and a random suffix.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The image it was started from.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The address published ports are reached at: `127.0.0.1`, or the
+    /// daemon's host when `DOCKER_HOST` names a remote daemon.
+    pub fn host(&self) -> String {
+        engine::daemon_host().unwrap_or_else(|| "127.0.0.1".to_owned())
+    }
+
+    /// The host port that container TCP `port` is published on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PortNotExposed`] if the spec did not `expose(port)`.
+    pub fn host_port(&self, port: u16) -> Result<u16> {
+        self.ports.get(&port).copied().ok_or_else(|| Error::PortNotExposed {
+            container: self.name.clone(),
+            port,
+        })
+    }
+
+    /// Runs `cmd` in the container; await the returned [`Exec`] (after
+    /// setting a timeout, env, stdin, …) for its [`ExecOutput`](crate::ExecOutput).
+    /// A non-zero exit is returned, not an error; see [`exec_ok`](Self::exec_ok).
+    pub fn exec<I, S>(&self, cmd: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Exec::new(self, ExecRequest::new(cmd, false))
+    }
+
+    /// Like [`exec`](Self::exec), but a non-zero exit is
+    /// [`Error::ExecFailed`] with the command, the code and the tail of
+    /// stderr.
+    pub fn exec_ok<I, S>(&self, cmd: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Exec::new(self, ExecRequest::new(cmd, true))
+    }
+
+    /// Everything the container has logged so far, streams kept apart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the daemon refuses.
+    pub async fn logs(&self) -> Result<Logs> {
+        let (id, name) = (self.id.clone(), self.name.clone());
+        engine::run(async move { logs::collect(&engine::docker().await?, &id, &name, None).await }).await
+    }
+
+    /// Follows the container log line by line, from its start; the stream
+    /// ends when the container stops.
+    pub fn follow_logs(&self) -> LogStream {
+        LogStream::spawn(self.id.clone())
+    }
+
+    /// Stops the main process: SIGTERM, then SIGKILL after `grace`. The
+    /// container stays until the guard removes it. Stopping a stopped
+    /// container succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the daemon refuses.
+    pub async fn stop(&self, grace: Duration) -> Result<()> {
+        let (id, name) = (self.id.clone(), self.name.clone());
+        let secs = i32::try_from(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)).unwrap_or(i32::MAX);
+        engine::run(async move {
+            let docker = engine::docker().await?;
+            let opts = StopContainerOptionsBuilder::new().t(secs).build();
+            match docker.stop_container(&id, Some(opts)).await {
+                Ok(()) => Ok(()),
+                Err(e) if status_of(&e) == Some(304) => Ok(()),
+                Err(e) => Err(Error::docker("stop", name, e)),
+            }
+        })
+        .await
+    }
+
+    /// The container's current state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the daemon refuses (404 once it is gone).
+    pub async fn state(&self) -> Result<ContainerState> {
+        let (id, name) = (self.id.clone(), self.name.clone());
+        engine::run(async move {
+            let docker = engine::docker().await?;
+            let info = docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(|e| Error::docker("inspect", name, e))?;
+            let s = info.state.unwrap_or_default();
+            Ok(ContainerState {
+                status: s.status.map(|s| s.to_string()).unwrap_or_default(),
+                running: s.running == Some(true),
+                exit_code: s.exit_code.filter(|_| s.running != Some(true)),
+                oom_killed: s.oom_killed == Some(true),
+                health: s.health.and_then(|h| h.status).map(|h| h.to_string()).filter(|h| !h.is_empty() && h != "none"),
+            })
+        })
+        .await
+    }
+
+    /// Removes the container now (force, with its anonymous volumes) and
+    /// reports the outcome. Already gone counts as success.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CleanupFailed`] if the daemon could not remove it; the
+    /// container stays labelled for `dockfix sweep`.
+    pub async fn remove(mut self) -> Result<()> {
+        self.removal = None;
+        let id = self.id.clone();
+        engine::unregister_live(&id);
+        engine::run(async move { engine::force_remove(&engine::docker().await?, &id).await }).await
+    }
+
+    /// Leaves the container running after the guard is gone, for
+    /// debugging, and returns its id. It keeps its labels, so
+    /// `dockfix sweep` can remove it later.
+    pub fn keep(mut self) -> String {
+        self.removal = None;
+        engine::unregister_live(&self.id);
+        std::mem::take(&mut self.id)
+    }
+
+    /// Removes a container whose start failed, now, before the error is
+    /// returned; falls back to the background removal if that fails.
+    async fn discard(mut self, docker: &Docker) {
+        if self.removal.take().is_some() {
+            engine::unregister_live(&self.id);
+            if engine::force_remove(docker, &self.id).await.is_err() {
+                engine::remove_in_background(self.id.clone(), self.name.clone(), false);
+            }
+        }
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let Some(mode) = self.removal.take() else {
+            return;
+        };
+        if engine::keep_requested() {
+            engine::unregister_live(&self.id);
+            eprintln!(
+                "dockfix: keeping container {} ({}) because DOCKFIX_KEEP is set",
+                self.name, self.id
+            );
+            return;
+        }
+        engine::remove_in_background(std::mem::take(&mut self.id), std::mem::take(&mut self.name), mode.wait);
+    }
+}
+
+impl ContainerSpec {
+    /// Creates the container, starts it, and waits until it is running and
+    /// every [`wait_for`](ContainerSpec::wait_for) condition holds.
+    ///
+    /// Runs on dockfix's engine runtime, so it works from any async runtime.
+    /// If the image is missing it is pulled once.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidSpec`] before any Docker call if a value was refused;
+    /// - [`Error::ImageNotFound`] if the image is missing and cannot be pulled;
+    /// - [`Error::DockerUnavailable`] if the daemon cannot be reached;
+    /// - [`Error::NotReady`] with the log tail if the container exited or
+    ///   readiness timed out (the container is removed first);
+    /// - [`Error::Docker`] for any other refusal by the daemon.
+    pub async fn start(self) -> Result<TestContainer> {
+        let body = self.create_body()?;
+        engine::run(start_on_engine(self, body)).await
+    }
+}
+
+async fn start_on_engine(spec: ContainerSpec, body: ContainerCreateBody) -> Result<TestContainer> {
+    let docker = engine::docker().await?;
+    let name = spec.fresh_name();
+    let id = create(&docker, &name, &spec.image, body).await?;
+    // From here on the guard owns the container: any early return, or the
+    // caller giving up on this task, drops it and so removes the container.
+    let mut guard = TestContainer {
+        id,
+        name,
+        image: spec.image.clone(),
+        ports: HashMap::new(),
+        removal: Some(DropMode {
+            wait: spec.wait_on_drop,
+        }),
+    };
+    engine::register_live(&guard.id, &guard.name);
+    let deadline = Instant::now() + spec.startup_timeout;
+    if let Err(e) = docker.start_container(&guard.id, None).await {
+        let err = Error::docker("start", guard.name.clone(), e);
+        guard.discard(&docker).await;
+        return Err(err);
+    }
+    let info = match docker.inspect_container(&guard.id, None).await {
+        Ok(info) => info,
+        Err(e) => {
+            let err = Error::docker("inspect", guard.name.clone(), e);
+            guard.discard(&docker).await;
+            return Err(err);
+        }
+    };
+    guard.ports = published_ports(&info);
+    let ready = match ready::running_or_failure(&info) {
+        Ok(()) if spec.wait_for.is_empty() => Ok(()),
+        Ok(()) => {
+            ready::wait_all(
+                &docker,
+                &guard.id,
+                &guard.name,
+                &spec.wait_for,
+                &guard.ports,
+                deadline,
+                spec.startup_timeout,
+            )
+            .await
+        }
+        Err(f) => Err(f),
+    };
+    if let Err(failure) = ready {
+        let logs = logs::tail_text(&docker, &guard.id, LOG_TAIL).await;
+        let err = Error::NotReady {
+            container: guard.name.clone(),
+            condition: failure.condition,
+            reason: failure.reason,
+            logs,
+        };
+        guard.discard(&docker).await;
+        return Err(err);
+    }
+    Ok(guard)
+}
+
+/// Creates the container, pulling the image once if the daemon lacks it.
+async fn create(docker: &Docker, name: &str, image: &str, body: ContainerCreateBody) -> Result<String> {
+    let opts = CreateContainerOptionsBuilder::new().name(name).build();
+    match docker.create_container(Some(opts.clone()), body.clone()).await {
+        Ok(created) => return Ok(created.id),
+        Err(e) if status_of(&e) == Some(404) => {}
+        Err(e) => return Err(Error::docker("create", name, e)),
+    }
+    pull(docker, image).await?;
+    docker
+        .create_container(Some(opts), body)
+        .await
+        .map(|c| c.id)
+        .map_err(|e| Error::docker("create", name, e))
+}
+
+async fn pull(docker: &Docker, image: &str) -> Result<()> {
+    let (repo, tag) = split_reference(image);
+    let mut opts = CreateImageOptionsBuilder::new().from_image(repo);
+    if let Some(tag) = tag {
+        opts = opts.tag(tag);
+    }
+    let mut progress = docker.create_image(Some(opts.build()), None, None);
+    while let Some(step) = progress.next().await {
+        let failure = match step {
+            Ok(info) => info.error_detail.and_then(|d| d.message),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = failure {
+            return Err(Error::ImageNotFound {
+                image: image.to_owned(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Splits `repo[:tag]` (a digest stays in the repo part); an image without
+/// tag or digest means `latest`, as the Docker CLI has it.
+fn split_reference(image: &str) -> (&str, Option<&str>) {
+    if image.contains('@') {
+        return (image, None);
+    }
+    let last = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last..].rfind(':') {
+        Some(i) => (&image[..last + i], Some(&image[last + i + 1..])),
+        None => (image, Some("latest")),
+    }
+}
+
+/// Container TCP port → host port, from inspect.
+fn published_ports(info: &ContainerInspectResponse) -> HashMap<u16, u16> {
+    let mut ports = HashMap::new();
+    let map = info.network_settings.as_ref().and_then(|n| n.ports.as_ref());
+    for (key, bindings) in map.into_iter().flatten() {
+        let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse::<u16>().ok()) else {
+            continue;
+        };
+        let host = bindings
+            .iter()
+            .flatten()
+            .filter_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
+            .next();
+        if let Some(host) = host {
+            ports.insert(port, host);
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_into_repo_and_tag() {
+        assert_eq!(split_reference("busybox"), ("busybox", Some("latest")));
+        assert_eq!(split_reference("postgres:16"), ("postgres", Some("16")));
+        assert_eq!(split_reference("localhost:5000/x"), ("localhost:5000/x", Some("latest")));
+        assert_eq!(split_reference("localhost:5000/x:1"), ("localhost:5000/x", Some("1")));
+        assert_eq!(split_reference("x@sha256:ab"), ("x@sha256:ab", None));
+    }
+}

@@ -1,0 +1,233 @@
+use std::time::Duration;
+
+/// The result type of every fallible dockfix call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, with the context a test author needs to act.
+///
+/// Docker answers are matched on their HTTP status code, never on their text.
+/// Messages are printed in full by `Display`, so a test that returns
+/// `dockfix::Result<()>` fails with a message that says what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given to a builder was refused before any Docker call.
+    #[error("invalid {field} `{value}`: {reason}")]
+    InvalidSpec {
+        /// The builder field, e.g. `bind`, `memory`, `env`.
+        field: &'static str,
+        /// The offending value, as given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The image is not on the daemon and could not be pulled.
+    #[error("image `{image}` is not on the daemon and could not be pulled: {reason}")]
+    ImageNotFound {
+        /// The image reference as given to the builder.
+        image: String,
+        /// What the pull attempt answered.
+        reason: String,
+    },
+
+    /// The Docker daemon could not be reached.
+    #[error("docker daemon at {endpoint} is unavailable: {reason} ({hint})")]
+    DockerUnavailable {
+        /// The endpoint that was tried, e.g. `unix:///var/run/docker.sock`.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// The daemon answered a call with an error.
+    #[error("docker {operation} on {target} failed{}: {message}", status.map(|s| format!(" with status {s}")).unwrap_or_default())]
+    Docker {
+        /// The call, e.g. `create`, `start`, `exec`.
+        operation: &'static str,
+        /// The container name or id, or the image, the call was about.
+        target: String,
+        /// The HTTP status code of the answer, when there was one.
+        status: Option<u16>,
+        /// The daemon's (or the transport's) message.
+        message: String,
+    },
+
+    /// The container did not become ready: it exited, or the startup
+    /// timeout passed first. The container has been removed.
+    #[error("container {container} did not become ready ({condition}): {reason}{}", log_section(logs))]
+    NotReady {
+        /// The container name.
+        container: String,
+        /// The readiness condition that was awaited.
+        condition: String,
+        /// Why it failed: the container exited, or the timeout passed.
+        reason: String,
+        /// The last 20 lines of the container log.
+        logs: String,
+    },
+
+    /// An exec did not finish within its timeout. Its process was killed
+    /// when `killed` is true.
+    #[error("exec `{command}` in {container} timed out after {timeout:?}{}", if *killed { "; the process was killed" } else { "; the process could not be killed and may still run" })]
+    ExecTimedOut {
+        /// The container name.
+        container: String,
+        /// The command line.
+        command: String,
+        /// The limit that passed.
+        timeout: Duration,
+        /// Whether the timed-out process (and its children) were killed.
+        killed: bool,
+    },
+
+    /// A checked exec exited non-zero.
+    #[error("exec `{command}` in {container} exited with code {exit_code}{}", stderr_section(stderr))]
+    ExecFailed {
+        /// The container name.
+        container: String,
+        /// The command line.
+        command: String,
+        /// The exit code.
+        exit_code: i64,
+        /// The tail of its standard error.
+        stderr: String,
+    },
+
+    /// `host_port` was asked for a port that was not exposed.
+    #[error("port {port}/tcp of {container} is not published; call `expose({port})` on the builder")]
+    PortNotExposed {
+        /// The container name.
+        container: String,
+        /// The container port asked for.
+        port: u16,
+    },
+
+    /// Removing a container failed. It keeps its labels, so
+    /// `dockfix sweep` can remove it later.
+    #[error("removing container {container} failed: {message}")]
+    CleanupFailed {
+        /// The container name or id.
+        container: String,
+        /// What the daemon answered.
+        message: String,
+    },
+}
+
+fn log_section(logs: &str) -> String {
+    if logs.trim().is_empty() {
+        "\n(the container log is empty)".to_owned()
+    } else {
+        format!("\n--- last lines of the container log ---\n{}", logs.trim_end())
+    }
+}
+
+fn stderr_section(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n--- stderr ---\n{}", stderr.trim_end())
+    }
+}
+
+impl Error {
+    /// The HTTP status code of a Docker error answer, if this is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Docker { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidSpec {
+            field,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn docker(operation: &'static str, target: impl Into<String>, err: bollard::errors::Error) -> Self {
+        let (status, message) = match err {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            } => (Some(status_code), message),
+            other => (None, other.to_string()),
+        };
+        Error::Docker {
+            operation,
+            target: target.into(),
+            status,
+            message,
+        }
+    }
+}
+
+/// The status code of a bollard error that is a Docker answer.
+pub(crate) fn status_of(err: &bollard::errors::Error) -> Option<u16> {
+    match err {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
+            Some(*status_code)
+        }
+        _ => None,
+    }
+}
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+/// A command line as a user would type it, quoting words that need it.
+pub(crate) fn command_line(cmd: &[String]) -> String {
+    cmd.iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
+    }
+
+    #[test]
+    fn command_line_quotes_what_needs_it() {
+        let cmd = ["sh", "-c", "echo it's; exit 3"].map(String::from);
+        assert_eq!(command_line(&cmd), r"sh -c 'echo it'\''s; exit 3'");
+    }
+
+    #[test]
+    fn docker_error_keeps_status_code() {
+        let err = Error::docker(
+            "create",
+            "x",
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message: "conflict".into(),
+            },
+        );
+        assert_eq!(err.status(), Some(409));
+        assert_eq!(err.to_string(), "docker create on x failed with status 409: conflict");
+    }
+}

@@ -1,0 +1,127 @@
+//! The label scheme: every container dockfix creates says who owns it.
+//!
+//! The sweep finds leaked containers by these exact keys, so they are
+//! defined here once and nowhere else.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Every dockfix container carries `dockfix.managed=true`. Nothing without
+/// it is ever touched.
+pub const LABEL_MANAGED: &str = "dockfix.managed";
+/// The random id of the process (session) that created the container.
+pub const LABEL_SESSION: &str = "dockfix.session";
+/// The pid of the owner process.
+pub const LABEL_PID: &str = "dockfix.pid";
+/// The hostname of the machine the owner process runs on.
+pub const LABEL_HOST: &str = "dockfix.host";
+/// Creation time, in seconds since the Unix epoch.
+pub const LABEL_CREATED: &str = "dockfix.created";
+/// The dockfix version that created the container.
+pub const LABEL_VERSION: &str = "dockfix.version";
+/// The pool a container belongs to, for pool members.
+pub const LABEL_POOL: &str = "dockfix.pool";
+/// A time to live in seconds, after which the sweep may remove the container.
+pub const LABEL_TTL: &str = "dockfix.ttl";
+
+/// The namespace reserved for dockfix's own labels.
+pub(crate) const NAMESPACE: &str = "dockfix.";
+
+static SESSION: LazyLock<String> = LazyLock::new(|| {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+});
+
+static HOSTNAME: LazyLock<String> = LazyLock::new(|| {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+});
+
+/// The session id of this process: one random id, the same for every
+/// container it creates, written to the `dockfix.session` label.
+///
+/// `docker ps -a --filter label=dockfix.session=<id>` lists this process's
+/// containers.
+pub fn session_id() -> &'static str {
+    &SESSION
+}
+
+/// The hostname written to `dockfix.host`.
+pub(crate) fn hostname() -> &'static str {
+    &HOSTNAME
+}
+
+/// The owner labels every container gets, merged over the user's labels.
+pub(crate) fn owner_labels(user: &HashMap<String, String>) -> HashMap<String, String> {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut labels = user.clone();
+    for (k, v) in [
+        (LABEL_MANAGED, "true".to_owned()),
+        (LABEL_SESSION, session_id().to_owned()),
+        (LABEL_PID, std::process::id().to_string()),
+        (LABEL_HOST, hostname().to_owned()),
+        (LABEL_CREATED, created.to_string()),
+        (LABEL_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
+    ] {
+        labels.insert(k.to_owned(), v);
+    }
+    labels
+}
+
+/// Refuses a user label key that Docker would refuse or that lies in the
+/// reserved namespace.
+pub(crate) fn check_user_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("label keys must not be empty");
+    }
+    if key.starts_with(NAMESPACE) {
+        return Err("the `dockfix.` label namespace is reserved for dockfix's own labels");
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("label keys must not contain whitespace or control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_labels_override_nothing_but_add_all_keys() {
+        let mut user = HashMap::new();
+        user.insert("team".to_owned(), "db".to_owned());
+        let labels = owner_labels(&user);
+        assert_eq!(labels["team"], "db");
+        for k in [
+            LABEL_MANAGED,
+            LABEL_SESSION,
+            LABEL_PID,
+            LABEL_HOST,
+            LABEL_CREATED,
+            LABEL_VERSION,
+        ] {
+            assert!(labels.contains_key(k), "{k} missing");
+        }
+        assert_eq!(labels[LABEL_MANAGED], "true");
+        assert_eq!(labels[LABEL_SESSION].len(), 16);
+    }
+
+    #[test]
+    fn reserved_namespace_is_refused() {
+        assert!(check_user_key("dockfix.session").is_err());
+        assert!(check_user_key("").is_err());
+        assert!(check_user_key("a b").is_err());
+        assert!(check_user_key("com.example.team").is_ok());
+    }
+}
