@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, StopContainerOptionsBuilder,
+};
 use futures::StreamExt;
 
 use crate::engine;
@@ -140,10 +142,13 @@ impl TestContainer {
     ///
     /// [`Error::PortNotExposed`] if the spec did not `expose(port)`.
     pub fn host_port(&self, port: u16) -> Result<u16> {
-        self.ports.get(&port).copied().ok_or_else(|| Error::PortNotExposed {
-            container: self.name.clone(),
-            port,
-        })
+        self.ports
+            .get(&port)
+            .copied()
+            .ok_or_else(|| Error::PortNotExposed {
+                container: self.name.clone(),
+                port,
+            })
     }
 
     /// Runs `cmd` in the container; await the returned [`Exec`] (after
@@ -175,7 +180,8 @@ impl TestContainer {
     /// [`Error::Docker`] if the daemon refuses.
     pub async fn logs(&self) -> Result<Logs> {
         let (id, name) = (self.id.clone(), self.name.clone());
-        engine::run(async move { logs::collect(&engine::docker().await?, &id, &name, None).await }).await
+        engine::run(async move { logs::collect(&engine::docker().await?, &id, &name, None).await })
+            .await
     }
 
     /// Follows the container log line by line, from its start; the stream
@@ -193,7 +199,8 @@ impl TestContainer {
     /// [`Error::Docker`] if the daemon refuses.
     pub async fn stop(&self, grace: Duration) -> Result<()> {
         let (id, name) = (self.id.clone(), self.name.clone());
-        let secs = i32::try_from(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)).unwrap_or(i32::MAX);
+        let secs = i32::try_from(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
+            .unwrap_or(i32::MAX);
         engine::run(async move {
             let docker = engine::docker().await?;
             let opts = StopContainerOptionsBuilder::new().t(secs).build();
@@ -225,7 +232,11 @@ impl TestContainer {
                 running: s.running == Some(true),
                 exit_code: s.exit_code.filter(|_| s.running != Some(true)),
                 oom_killed: s.oom_killed == Some(true),
-                health: s.health.and_then(|h| h.status).map(|h| h.to_string()).filter(|h| !h.is_empty() && h != "none"),
+                health: s
+                    .health
+                    .and_then(|h| h.status)
+                    .map(|h| h.to_string())
+                    .filter(|h| !h.is_empty() && h != "none"),
             })
         })
         .await
@@ -279,7 +290,11 @@ impl Drop for TestContainer {
             );
             return;
         }
-        engine::remove_in_background(std::mem::take(&mut self.id), std::mem::take(&mut self.name), mode.wait);
+        engine::remove_in_background(
+            std::mem::take(&mut self.id),
+            std::mem::take(&mut self.name),
+            mode.wait,
+        );
     }
 }
 
@@ -366,9 +381,17 @@ async fn start_on_engine(spec: ContainerSpec, body: ContainerCreateBody) -> Resu
 }
 
 /// Creates the container, pulling the image once if the daemon lacks it.
-async fn create(docker: &Docker, name: &str, image: &str, body: ContainerCreateBody) -> Result<String> {
+async fn create(
+    docker: &Docker,
+    name: &str,
+    image: &str,
+    body: ContainerCreateBody,
+) -> Result<String> {
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
-    match docker.create_container(Some(opts.clone()), body.clone()).await {
+    match docker
+        .create_container(Some(opts.clone()), body.clone())
+        .await
+    {
         Ok(created) => return Ok(created.id),
         Err(e) if status_of(&e) == Some(404) => {}
         Err(e) => return Err(Error::docker("create", name, e)),
@@ -419,7 +442,10 @@ fn split_reference(image: &str) -> (&str, Option<&str>) {
 /// Container TCP port → host port, from inspect.
 fn published_ports(info: &ContainerInspectResponse) -> HashMap<u16, u16> {
     let mut ports = HashMap::new();
-    let map = info.network_settings.as_ref().and_then(|n| n.ports.as_ref());
+    let map = info
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.ports.as_ref());
     for (key, bindings) in map.into_iter().flatten() {
         let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse::<u16>().ok()) else {
             continue;
@@ -444,8 +470,14 @@ mod tests {
     fn references_split_into_repo_and_tag() {
         assert_eq!(split_reference("busybox"), ("busybox", Some("latest")));
         assert_eq!(split_reference("postgres:16"), ("postgres", Some("16")));
-        assert_eq!(split_reference("localhost:5000/x"), ("localhost:5000/x", Some("latest")));
-        assert_eq!(split_reference("localhost:5000/x:1"), ("localhost:5000/x", Some("1")));
+        assert_eq!(
+            split_reference("localhost:5000/x"),
+            ("localhost:5000/x", Some("latest"))
+        );
+        assert_eq!(
+            split_reference("localhost:5000/x:1"),
+            ("localhost:5000/x", Some("1"))
+        );
         assert_eq!(split_reference("x@sha256:ab"), ("x@sha256:ab", None));
     }
 }

@@ -143,8 +143,12 @@ async fn connect(endpoint: &str) -> Result<Docker> {
             return Err(unavailable(format!("socket {path} does not exist"), HINT));
         }
     }
-    let docker = Docker::connect_with_defaults()
-        .map_err(|e| unavailable(e.to_string(), "DOCKER_HOST must be unix://, tcp:// or http://"))?;
+    let docker = Docker::connect_with_defaults().map_err(|e| {
+        unavailable(
+            e.to_string(),
+            "DOCKER_HOST must be unix://, tcp:// or http://",
+        )
+    })?;
     docker
         .negotiate_version()
         .await
@@ -153,13 +157,18 @@ async fn connect(endpoint: &str) -> Result<Docker> {
 
 /// The endpoint the engine connects to.
 pub(crate) fn endpoint() -> String {
-    get().map(|e| e.endpoint.clone()).unwrap_or_else(|_| endpoint_from_env())
+    get()
+        .map(|e| e.endpoint.clone())
+        .unwrap_or_else(|_| endpoint_from_env())
 }
 
 /// Force-removes a container and its anonymous volumes. Already gone (404)
 /// and removal already in progress (409) count as success.
 pub(crate) async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
-    let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
     match docker.remove_container(id, Some(opts)).await {
         Ok(()) => Ok(()),
         Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
@@ -199,7 +208,11 @@ impl Cleanup {
 /// guard is never dropped (a `static`, a `mem::forget`).
 pub(crate) fn register_live(id: &str, name: &str) {
     if let Ok(engine) = get() {
-        engine.cleanup.lock().live.insert(id.to_owned(), name.to_owned());
+        engine
+            .cleanup
+            .lock()
+            .live
+            .insert(id.to_owned(), name.to_owned());
     }
 }
 
@@ -328,7 +341,10 @@ pub(crate) fn daemon_host() -> Option<String> {
     } else {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     (!loopback).then(|| host.to_owned())
 }
 

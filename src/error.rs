@@ -32,7 +32,7 @@ pub enum Error {
     },
 
     /// The Docker daemon could not be reached.
-    #[error("docker daemon at {endpoint} is unavailable: {reason} ({hint})")]
+    #[error("docker daemon at {endpoint} is unavailable: {reason}; {hint}")]
     DockerUnavailable {
         /// The endpoint that was tried, e.g. `unix:///var/run/docker.sock`.
         endpoint: String,
@@ -57,7 +57,10 @@ pub enum Error {
 
     /// The container did not become ready: it exited, or the startup
     /// timeout passed first. The container has been removed.
-    #[error("container {container} did not become ready ({condition}): {reason}{}", log_section(logs))]
+    #[error(
+        "container {container} did not become ready ({condition}): {reason}{}",
+        log_section(logs)
+    )]
     NotReady {
         /// The container name.
         container: String,
@@ -84,7 +87,10 @@ pub enum Error {
     },
 
     /// A checked exec exited non-zero.
-    #[error("exec `{command}` in {container} exited with code {exit_code}{}", stderr_section(stderr))]
+    #[error(
+        "exec `{command}` in {container} exited with code {exit_code}{}",
+        stderr_section(stderr)
+    )]
     ExecFailed {
         /// The container name.
         container: String,
@@ -97,7 +103,9 @@ pub enum Error {
     },
 
     /// `host_port` was asked for a port that was not exposed.
-    #[error("port {port}/tcp of {container} is not published; call `expose({port})` on the builder")]
+    #[error(
+        "port {port}/tcp of {container} is not published; call `expose({port})` on the builder"
+    )]
     PortNotExposed {
         /// The container name.
         container: String,
@@ -120,7 +128,10 @@ fn log_section(logs: &str) -> String {
     if logs.trim().is_empty() {
         "\n(the container log is empty)".to_owned()
     } else {
-        format!("\n--- last lines of the container log ---\n{}", logs.trim_end())
+        format!(
+            "\n--- last lines of the container log ---\n{}",
+            logs.trim_end()
+        )
     }
 }
 
@@ -141,7 +152,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(field: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        field: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::InvalidSpec {
             field,
             value: value.into(),
@@ -149,7 +164,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn docker(operation: &'static str, target: impl Into<String>, err: bollard::errors::Error) -> Self {
+    pub(crate) fn docker(
+        operation: &'static str,
+        target: impl Into<String>,
+        err: bollard::errors::Error,
+    ) -> Self {
         let (status, message) = match err {
             bollard::errors::Error::DockerResponseServerError {
                 status_code,
@@ -169,9 +188,7 @@ impl Error {
 /// The status code of a bollard error that is a Docker answer.
 pub(crate) fn status_of(err: &bollard::errors::Error) -> Option<u16> {
     match err {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
-            Some(*status_code)
-        }
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
 }
@@ -228,6 +245,9 @@ mod tests {
             },
         );
         assert_eq!(err.status(), Some(409));
-        assert_eq!(err.to_string(), "docker create on x failed with status 409: conflict");
+        assert_eq!(
+            err.to_string(),
+            "docker create on x failed with status 409: conflict"
+        );
     }
 }

@@ -114,7 +114,11 @@ impl<'a> Exec<'a> {
         match env_entry(&key, &value) {
             Ok(e) => self.req.env.push(e),
             Err(reason) => {
-                self.req.invalid.get_or_insert(Error::invalid("env", format!("{key}={value}"), reason));
+                self.req.invalid.get_or_insert(Error::invalid(
+                    "env",
+                    format!("{key}={value}"),
+                    reason,
+                ));
             }
         }
         self
@@ -180,7 +184,12 @@ pub(crate) fn env_entry(key: &str, value: &str) -> std::result::Result<String, &
 }
 
 /// Runs one exec on the engine.
-pub(crate) async fn run(docker: &Docker, id: &str, name: &str, req: ExecRequest) -> Result<ExecOutput> {
+pub(crate) async fn run(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    req: ExecRequest,
+) -> Result<ExecOutput> {
     let command = command_line(&req.cmd);
     let created = docker
         .create_exec(
@@ -203,7 +212,11 @@ pub(crate) async fn run(docker: &Docker, id: &str, name: &str, req: ExecRequest)
         .start_exec(&exec_id, None)
         .await
         .map_err(|e| Error::docker("exec start", name, e))?;
-    let StartExecResults::Attached { mut output, mut input } = started else {
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = started
+    else {
         return Err(Error::Docker {
             operation: "exec start",
             target: name.to_owned(),
@@ -225,7 +238,9 @@ pub(crate) async fn run(docker: &Docker, id: &str, name: &str, req: ExecRequest)
             let (mut out, mut err) = (Vec::new(), Vec::new());
             while let Some(frame) = output.next().await {
                 match frame {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => out.extend_from_slice(&message),
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        out.extend_from_slice(&message)
+                    }
                     Ok(LogOutput::StdErr { message }) => err.extend_from_slice(&message),
                     Ok(LogOutput::StdIn { .. }) => {}
                     Err(e) => return Err(e),
@@ -307,7 +322,11 @@ async fn kill_exec(docker: &Docker, container_id: &str, exec_id: &str) -> bool {
     if info.running == Some(false) {
         return true;
     }
-    let Some(pid) = info.pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0) else {
+    let Some(pid) = info
+        .pid
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 0)
+    else {
         return false;
     };
     let victims = process_tree(pid, container_id);
@@ -338,7 +357,11 @@ fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
     let mut parents: Vec<(i32, i32)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if let Some(ppid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -353,7 +376,12 @@ fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     tree

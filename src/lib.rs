@@ -104,6 +104,11 @@ pub async fn wait_for_removals(timeout: std::time::Duration) -> usize {
     }
 }
 
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(test)]
 mod assert_traits {
     fn send_sync<T: Send + Sync>() {}

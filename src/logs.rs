@@ -66,7 +66,10 @@ impl LineSplitter {
     }
 
     fn finish(&mut self, out: &mut Vec<LogLine>) {
-        for (i, source) in [LogSource::Stdout, LogSource::Stderr, LogSource::Stdin].into_iter().enumerate() {
+        for (i, source) in [LogSource::Stdout, LogSource::Stderr, LogSource::Stdin]
+            .into_iter()
+            .enumerate()
+        {
             let rest = std::mem::take(&mut self.partial[i]);
             if !rest.is_empty() {
                 out.push(LogLine {
@@ -80,7 +83,9 @@ impl LineSplitter {
 
 fn split(frame: LogOutput) -> (LogSource, impl AsRef<[u8]>) {
     match frame {
-        LogOutput::StdOut { message } | LogOutput::Console { message } => (LogSource::Stdout, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            (LogSource::Stdout, message)
+        }
         LogOutput::StdErr { message } => (LogSource::Stderr, message),
         LogOutput::StdIn { message } => (LogSource::Stdin, message),
     }
@@ -127,9 +132,18 @@ pub(crate) fn line_stream(
 }
 
 /// Everything logged so far, on the engine.
-pub(crate) async fn collect(docker: &Docker, id: &str, name: &str, tail: Option<usize>) -> Result<Logs> {
+pub(crate) async fn collect(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    tail: Option<usize>,
+) -> Result<Logs> {
     let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
-    let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&tail).build();
+    let opts = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail(&tail)
+        .build();
     let mut frames = docker.logs(id, Some(opts));
     let mut logs = Logs::default();
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -147,7 +161,9 @@ pub(crate) async fn collect(docker: &Docker, id: &str, name: &str, tail: Option<
 /// The last `n` lines of the container log, both streams interleaved as
 /// Docker recorded them. Used in error messages, so failures become text.
 pub(crate) async fn tail_text(docker: &Docker, id: &str, n: usize) -> String {
-    let lines: Vec<Result<LogLine>> = line_stream(docker.clone(), id.to_owned(), false, Some(n)).collect().await;
+    let lines: Vec<Result<LogLine>> = line_stream(docker.clone(), id.to_owned(), false, Some(n))
+        .collect()
+        .await;
     lines
         .into_iter()
         .map(|l| match l {
@@ -223,7 +239,11 @@ mod tests {
         let got: Vec<(LogSource, &str)> = out.iter().map(|l| (l.source, l.text.as_str())).collect();
         assert_eq!(
             got,
-            [(LogSource::Stderr, "oops"), (LogSource::Stdout, "hello"), (LogSource::Stdout, "wor")]
+            [
+                (LogSource::Stderr, "oops"),
+                (LogSource::Stdout, "hello"),
+                (LogSource::Stdout, "wor")
+            ]
         );
     }
 }

@@ -93,17 +93,21 @@ impl WaitFor {
     /// Refuses a condition that can never hold for this spec.
     pub(crate) fn check(&self, spec: &ContainerSpec) -> Result<()> {
         match self {
-            WaitFor::LogLine { text, times } if text.is_empty() || *times == 0 => Err(Error::invalid(
-                "wait_for",
-                self.to_string(),
-                "the text must be non-empty and times at least 1",
-            )),
+            WaitFor::LogLine { text, times } if text.is_empty() || *times == 0 => {
+                Err(Error::invalid(
+                    "wait_for",
+                    self.to_string(),
+                    "the text must be non-empty and times at least 1",
+                ))
+            }
             WaitFor::Port(p) if !spec.exposed.contains(p) => Err(Error::invalid(
                 "wait_for",
                 self.to_string(),
                 format!("port {p} is not exposed; add `.expose({p})`"),
             )),
-            WaitFor::Exec(cmd) if cmd.is_empty() => Err(Error::invalid("wait_for", "exec", "the command is empty")),
+            WaitFor::Exec(cmd) if cmd.is_empty() => {
+                Err(Error::invalid("wait_for", "exec", "the command is empty"))
+            }
             _ => Ok(()),
         }
     }
@@ -137,7 +141,9 @@ impl Failure {
 }
 
 /// The container as seen right after `start`: running, with its ports.
-pub(crate) fn running_or_failure(info: &ContainerInspectResponse) -> std::result::Result<(), Failure> {
+pub(crate) fn running_or_failure(
+    info: &ContainerInspectResponse,
+) -> std::result::Result<(), Failure> {
     let state = info.state.as_ref();
     if state.and_then(|s| s.running) == Some(true) {
         return Ok(());
@@ -175,15 +181,22 @@ pub(crate) async fn wait_all(
     timeout: Duration,
 ) -> std::result::Result<(), Failure> {
     for condition in conditions {
-        let wait = wait_one(docker, id, name, condition, ports);
+        // What the last poll saw, for the timeout message.
+        let mut last = String::new();
+        let wait = wait_one(docker, id, name, condition, ports, &mut last);
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, wait).await {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(Failure::new(condition, reason)),
             Err(_) => {
+                let last = if last.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {last}")
+                };
                 return Err(Failure::new(
                     condition,
-                    format!("the startup timeout of {timeout:?} passed"),
+                    format!("the startup timeout of {timeout:?} passed{last}"),
                 ));
             }
         }
@@ -202,6 +215,7 @@ async fn wait_one(
     name: &str,
     condition: &WaitFor,
     ports: &std::collections::HashMap<u16, u16>,
+    last: &mut String,
 ) -> std::result::Result<(), String> {
     match condition {
         WaitFor::LogLine { text, times } => {
@@ -231,6 +245,7 @@ async fn wait_one(
                 if port_answers(&host, host_port).await {
                     return Ok(());
                 }
+                *last = format!("{host}:{host_port} refused or closed the last connection");
                 still_running(docker, id).await?;
                 tokio::time::sleep(backoff(attempt)).await;
             }
@@ -245,13 +260,18 @@ async fn wait_one(
                 let health = info.state.as_ref().and_then(|s| s.health.as_ref());
                 match health.and_then(|h| h.status) {
                     Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+                    // Unhealthy is not final: the next passing check makes the
+                    // container healthy again, so keep waiting and report it.
                     Some(HealthStatusEnum::UNHEALTHY) => {
-                        let last = health
+                        let output = health
                             .and_then(|h| h.log.as_ref())
                             .and_then(|l| l.last())
                             .and_then(|r| r.output.clone())
                             .unwrap_or_default();
-                        return Err(format!("the container is unhealthy; last check said: {}", last.trim()));
+                        *last = format!(
+                            "the container is unhealthy; the last check said: {}",
+                            output.trim()
+                        );
                     }
                     None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) => {
                         return Err(
@@ -265,22 +285,34 @@ async fn wait_one(
             unreachable!("the loop above only ends by returning")
         }
         WaitFor::Exec(cmd) => {
-            let mut last = String::new();
             for attempt in 0.. {
                 match exec::run(docker, id, name, ExecRequest::new(cmd.clone(), false)).await {
                     Ok(out) if out.success() => return Ok(()),
-                    Ok(out) => last = format!("last run exited {}: {}", out.exit_code, out.stderr.trim()),
-                    Err(e) => last = e.to_string(),
+                    Ok(out) => {
+                        *last = format!("the last run exited {}", out.exit_code);
+                        if !out.stderr.trim().is_empty() {
+                            last.push_str(&format!(
+                                ": {}",
+                                crate::error::tail(out.stderr.trim(), 3)
+                            ));
+                        }
+                    }
+                    Err(e) => *last = format!("the last run failed: {e}"),
                 }
-                still_running(docker, id).await.map_err(|e| format!("{e}; {last}"))?;
+                still_running(docker, id)
+                    .await
+                    .map_err(|e| format!("{e}; {last}"))?;
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            unreachable!("the loop above only ends by returning: {last}")
+            unreachable!("the loop above only ends by returning")
         }
     }
 }
 
-async fn inspect(docker: &Docker, id: &str) -> std::result::Result<ContainerInspectResponse, String> {
+async fn inspect(
+    docker: &Docker,
+    id: &str,
+) -> std::result::Result<ContainerInspectResponse, String> {
     docker
         .inspect_container(id, None)
         .await

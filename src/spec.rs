@@ -35,7 +35,9 @@ pub struct BindMount {
     options: Vec<String>,
 }
 
-const PROPAGATION: [&str; 6] = ["private", "rprivate", "shared", "rshared", "slave", "rslave"];
+const PROPAGATION: [&str; 6] = [
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
 
 impl BindMount {
     /// Parses `host:container[:options]`, where options is a comma-separated
@@ -75,7 +77,9 @@ impl BindMount {
             return Err("the host path is empty".into());
         }
         if host.contains(':') {
-            return Err(format!("host path `{host}` contains `:`, which Docker's bind syntax cannot carry"));
+            return Err(format!(
+                "host path `{host}` contains `:`, which Docker's bind syntax cannot carry"
+            ));
         }
         if !container.starts_with('/') {
             return Err(format!("container path `{container}` must be absolute"));
@@ -148,9 +152,15 @@ impl BindMount {
                 "with host path checks off the host path must be absolute (a relative one would name a Docker volume)",
             ));
         };
-        let host = host.to_str().ok_or_else(|| Error::invalid("bind", &shown, "host path is not UTF-8"))?;
+        let host = host
+            .to_str()
+            .ok_or_else(|| Error::invalid("bind", &shown, "host path is not UTF-8"))?;
         if host.contains(':') {
-            return Err(Error::invalid("bind", host, "resolved host path contains `:`"));
+            return Err(Error::invalid(
+                "bind",
+                host,
+                "resolved host path contains `:`",
+            ));
         }
         let mut s = format!("{host}:{}", self.container);
         if !self.options.is_empty() {
@@ -257,7 +267,12 @@ impl ContainerSpec {
         }
     }
 
-    fn refuse(mut self, field: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    fn refuse(
+        mut self,
+        field: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         if self.invalid.is_none() {
             self.invalid = Some(Invalid {
                 field,
@@ -273,8 +288,13 @@ impl ContainerSpec {
     pub fn name(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         let valid = prefix.len() <= 64
-            && prefix.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            && prefix
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
             return self.refuse(
                 "name",
@@ -397,7 +417,11 @@ impl ContainerSpec {
     pub fn bind_str(self, spec: &str) -> Self {
         match BindMount::parse(spec) {
             Ok(m) => self.mount(m),
-            Err(Error::InvalidSpec { field, value, reason }) => self.refuse(field, value, reason),
+            Err(Error::InvalidSpec {
+                field,
+                value,
+                reason,
+            }) => self.refuse(field, value, reason),
             Err(other) => self.refuse("bind", spec, other.to_string()),
         }
     }
@@ -421,7 +445,11 @@ impl ContainerSpec {
     pub fn tmpfs(mut self, path: impl Into<String>, options: impl Into<String>) -> Self {
         let path = path.into();
         if !path.starts_with('/') || path.contains(':') {
-            return self.refuse("tmpfs", path, "must be an absolute container path without `:`");
+            return self.refuse(
+                "tmpfs",
+                path,
+                "must be an absolute container path without `:`",
+            );
         }
         self.tmpfs.insert(path, options.into());
         self
@@ -454,13 +482,23 @@ impl ContainerSpec {
         let shown = format!("{name}:{ip}");
         let name_ok = !name.is_empty()
             && name.len() <= 253
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
             && !name.starts_with(['-', '.']);
         if !name_ok {
-            return self.refuse("extra_host", shown, "the name must be a hostname (letters, digits, `.`, `-`)");
+            return self.refuse(
+                "extra_host",
+                shown,
+                "the name must be a hostname (letters, digits, `.`, `-`)",
+            );
         }
         if ip != "host-gateway" && ip.parse::<IpAddr>().is_err() {
-            return self.refuse("extra_host", shown, "the address must be an IP address or `host-gateway`");
+            return self.refuse(
+                "extra_host",
+                shown,
+                "the address must be an IP address or `host-gateway`",
+            );
         }
         self.extra_hosts.push(shown);
         self
@@ -495,7 +533,11 @@ impl ContainerSpec {
     pub fn network_mode(mut self, mode: impl Into<String>) -> Self {
         let mode = mode.into();
         if mode.is_empty() || mode.chars().any(char::is_whitespace) {
-            return self.refuse("network_mode", mode, "must be a non-empty network name or mode");
+            return self.refuse(
+                "network_mode",
+                mode,
+                "must be a non-empty network name or mode",
+            );
         }
         self.network_mode = Some(mode);
         self
@@ -513,7 +555,11 @@ impl ContainerSpec {
             return self.refuse("healthcheck", "", "the command is empty");
         }
         if interval < Duration::from_millis(1) {
-            return self.refuse("healthcheck", format!("{interval:?}"), "the interval must be at least 1ms");
+            return self.refuse(
+                "healthcheck",
+                format!("{interval:?}"),
+                "the interval must be at least 1ms",
+            );
         }
         let nanos = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
         self.healthcheck = Some(HealthConfig {
@@ -572,7 +618,12 @@ impl ContainerSpec {
 
     /// Validates and renders the Docker create request.
     pub(crate) fn create_body(&self) -> Result<ContainerCreateBody> {
-        if let Some(Invalid { field, value, reason }) = &self.invalid {
+        if let Some(Invalid {
+            field,
+            value,
+            reason,
+        }) = &self.invalid
+        {
             return Err(Error::invalid(field, value.clone(), reason.clone()));
         }
         check_image(&self.image)?;
@@ -586,7 +637,10 @@ impl ContainerSpec {
             return Err(Error::invalid(
                 "expose",
                 format!("{:?}", self.exposed),
-                format!("ports cannot be published with network mode `{}`", mode.unwrap_or_default()),
+                format!(
+                    "ports cannot be published with network mode `{}`",
+                    mode.unwrap_or_default()
+                ),
             ));
         }
         for w in &self.wait_for {
@@ -650,11 +704,21 @@ fn publish_ip() -> String {
 
 fn check_image(image: &str) -> Result<()> {
     if image.is_empty() {
-        return Err(Error::invalid("image", image, "the image reference is empty"));
+        return Err(Error::invalid(
+            "image",
+            image,
+            "the image reference is empty",
+        ));
     }
-    if image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase() && !image.contains('@')) {
+    if image
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_ascii_uppercase() && !image.contains('@'))
+    {
         let repo = image.split([':', '@']).next().unwrap_or(image);
-        if repo.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+        if repo
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_ascii_uppercase())
+        {
             return Err(Error::invalid(
                 "image",
                 image,
@@ -668,8 +732,13 @@ fn check_image(image: &str) -> Result<()> {
 /// Parses a memory size with Docker's units into bytes.
 pub(crate) fn parse_memory(s: &str) -> std::result::Result<i64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let mult: f64 = match unit {
         "" => 1.0,
@@ -677,11 +746,15 @@ pub(crate) fn parse_memory(s: &str) -> std::result::Result<i64, String> {
         "m" => 1024.0 * 1024.0,
         "g" => 1024.0 * 1024.0 * 1024.0,
         "t" => 1024.0_f64.powi(4),
-        _ => return Err("expected a number with an optional unit b, k, m, g or t (e.g. 512m, 1g)".into()),
+        _ => {
+            return Err(
+                "expected a number with an optional unit b, k, m, g or t (e.g. 512m, 1g)".into(),
+            );
+        }
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| "expected a number with an optional unit b, k, m, g or t (e.g. 512m, 1g)".to_owned())?;
+    let n: f64 = num.parse().map_err(|_| {
+        "expected a number with an optional unit b, k, m, g or t (e.g. 512m, 1g)".to_owned()
+    })?;
     let bytes = n * mult;
     if !bytes.is_finite() || bytes > i64::MAX as f64 {
         return Err("too large".into());
@@ -753,9 +826,17 @@ mod tests {
     fn relative_host_path_resolves_or_is_refused() {
         let m = BindMount::parse("./src:/src").unwrap();
         let bind = m.to_bind(true).unwrap();
-        assert!(bind.starts_with('/') && bind.ends_with("/src:/src"), "{bind}");
+        assert!(
+            bind.starts_with('/') && bind.ends_with("/src:/src"),
+            "{bind}"
+        );
         assert!(m.to_bind(false).is_err());
-        assert!(BindMount::parse("./no-such-dir:/x").unwrap().to_bind(true).is_err());
+        assert!(
+            BindMount::parse("./no-such-dir:/x")
+                .unwrap()
+                .to_bind(true)
+                .is_err()
+        );
     }
 
     #[test]
@@ -767,21 +848,50 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(ContainerSpec::new("img").env("A=B", "c").validate().is_err());
-        assert!(ContainerSpec::new("img").label("dockfix.pool", "x").validate().is_err());
-        assert!(ContainerSpec::new("img").extra_host("db", "not-ip").validate().is_err());
-        assert!(ContainerSpec::new("img").extra_host("db", "10.0.0.1").validate().is_ok());
+        assert!(
+            ContainerSpec::new("img")
+                .env("A=B", "c")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ContainerSpec::new("img")
+                .label("dockfix.pool", "x")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ContainerSpec::new("img")
+                .extra_host("db", "not-ip")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ContainerSpec::new("img")
+                .extra_host("db", "10.0.0.1")
+                .validate()
+                .is_ok()
+        );
         assert!(ContainerSpec::new("img").name("-x").validate().is_err());
         assert!(ContainerSpec::new("").validate().is_err());
         assert!(ContainerSpec::new("Busybox").validate().is_err());
-        assert!(ContainerSpec::new("img").network_mode("none").expose(80).validate().is_err());
+        assert!(
+            ContainerSpec::new("img")
+                .network_mode("none")
+                .expose(80)
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]
     fn host_gateway_is_added_by_default_and_can_be_turned_off() {
         let hosts = |s: ContainerSpec| s.create_body().unwrap().host_config.unwrap().extra_hosts;
         let on = hosts(ContainerSpec::new("img")).unwrap_or_default();
-        assert_eq!(on.contains(&"host.docker.internal:host-gateway".to_owned()), cfg!(target_os = "linux"));
+        assert_eq!(
+            on.contains(&"host.docker.internal:host-gateway".to_owned()),
+            cfg!(target_os = "linux")
+        );
         assert_eq!(hosts(ContainerSpec::new("img").host_gateway(false)), None);
     }
 }

@@ -1,0 +1,88 @@
+//! What a test author sees when the image or the daemon is missing.
+
+mod support;
+
+use dockfix::{ContainerSpec, Error};
+use support::IMAGE;
+
+#[tokio::test]
+async fn a_missing_image_names_the_image_and_why_it_could_not_be_pulled() {
+    let err = ContainerSpec::new("dockfix-test/does-not-exist:nope")
+        .cmd(["true"])
+        .start()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::ImageNotFound { image, reason } => {
+            assert_eq!(image, "dockfix-test/does-not-exist:nope");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected ImageNotFound, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("image `dockfix-test/does-not-exist:nope` is not on the daemon"),
+        "{msg}"
+    );
+}
+
+/// The engine reads `DOCKER_HOST` once per process, so an unreachable
+/// daemon is tried in a child process of this test binary.
+#[test]
+fn an_unreachable_daemon_names_the_endpoint_and_the_fix() {
+    let out = support::run_child(
+        "unreachable_daemon_child",
+        &[("DOCKER_HOST", "unix:///nonexistent.sock")],
+    );
+    assert!(
+        out.status.success(),
+        "child failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let msg = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ERROR="))
+        .expect("no error line");
+    assert_eq!(
+        msg,
+        "docker daemon at unix:///nonexistent.sock is unavailable: socket /nonexistent.sock does not exist; \
+         start the Docker daemon, or point DOCKER_HOST at it (unix:///path/to/docker.sock or tcp://host:port)"
+    );
+}
+
+#[test]
+#[ignore = "run as a child process by an_unreachable_daemon_names_the_endpoint_and_the_fix"]
+fn unreachable_daemon_child() {
+    if !support::is_child() {
+        return;
+    }
+    let err = ContainerSpec::new(IMAGE)
+        .cmd(["true"])
+        .start_blocking()
+        .unwrap_err();
+    assert!(matches!(err, Error::DockerUnavailable { .. }), "{err}");
+    println!("ERROR={err}");
+}
+
+#[test]
+fn a_closed_tcp_endpoint_is_unavailable_too() {
+    let out = support::run_child(
+        "unreachable_daemon_child",
+        &[("DOCKER_HOST", "tcp://127.0.0.1:1")],
+    );
+    assert!(
+        out.status.success(),
+        "child failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let msg = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ERROR="))
+        .expect("no error line");
+    assert!(
+        msg.starts_with("docker daemon at tcp://127.0.0.1:1 is unavailable:"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,100 @@
+//! host.docker.internal, extra hosts and published ports.
+
+mod support;
+
+use std::time::Duration;
+
+use dockfix::{ContainerSpec, Error, Result, WaitFor};
+use support::IMAGE;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn container_reaches_a_host_listener_via_host_docker_internal() -> Result<()> {
+    // The container reaches the host through the bridge gateway, so the
+    // listener binds to all interfaces; it answers one connection and stops.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+            .await
+            .expect("no connection from the container")
+            .unwrap();
+        sock.write_all(b"pong from host\n").await.unwrap();
+    });
+    let c = ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .start()
+        .await?;
+    let out = c
+        .exec_ok([
+            "sh",
+            "-c",
+            &format!("nc -w 5 host.docker.internal {port} </dev/null"),
+        ])
+        .timeout(Duration::from_secs(15))
+        .await?;
+    assert_eq!(out.stdout, "pong from host\n");
+    server.await.unwrap();
+    Ok(())
+}
+
+#[tokio::test]
+async fn host_gateway_can_be_turned_off_and_extra_hosts_added() -> Result<()> {
+    let c = ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .network_mode("none")
+        .host_gateway(false)
+        .extra_host("db.test", "10.1.2.3")
+        .start()
+        .await?;
+    let hosts = c.exec_ok(["cat", "/etc/hosts"]).await?.stdout;
+    assert!(!hosts.contains("host.docker.internal"), "{hosts}");
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with("10.1.2.3") && l.contains("db.test")),
+        "{hosts}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn published_port_is_reachable_from_the_host() -> Result<()> {
+    let c = ContainerSpec::new(IMAGE)
+        .cmd(["httpd", "-f", "-p", "8080", "-h", "/fixtures"])
+        .bind_ro("./tests/fixtures", "/fixtures")
+        .expose(8080)
+        .wait_for(WaitFor::port(8080))
+        .start()
+        .await?;
+    assert_eq!(c.host(), "127.0.0.1");
+    let port = c.host_port(8080)?;
+    assert_ne!(port, 8080);
+    let mut sock = tokio::net::TcpStream::connect((c.host().as_str(), port))
+        .await
+        .unwrap();
+    sock.write_all(b"GET /a.txt HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    sock.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.") && response.contains(" 200 "),
+        "{response}"
+    );
+    assert!(response.ends_with("hello from the host\n"), "{response}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn host_port_of_an_unexposed_port_is_a_clear_error() -> Result<()> {
+    let c = ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .network_mode("none")
+        .start()
+        .await?;
+    let err = c.host_port(5432).unwrap_err();
+    assert!(matches!(err, Error::PortNotExposed { port: 5432, .. }));
+    assert!(err.to_string().contains("expose(5432)"), "{err}");
+    Ok(())
+}
