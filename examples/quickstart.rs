@@ -10,7 +10,11 @@ use dockfix::{TestContainer, WaitFor};
 async fn main() -> dockfix::Result<()> {
     let c = TestContainer::builder("dockfix-test/busybox:latest")
         .name("quickstart")
-        .cmd(["sh", "-c", "echo booted; exec httpd -f -p 8080 -h /fixtures"])
+        .cmd([
+            "sh",
+            "-c",
+            "echo booted; exec httpd -f -p 8080 -h /fixtures",
+        ])
         .env("MODE", "test")
         .bind_ro("./tests/fixtures", "/fixtures")
         .expose(8080)
@@ -21,7 +25,11 @@ async fn main() -> dockfix::Result<()> {
         .start()
         .await?;
     println!("started {} ({})", c.name(), &c.id()[..12]);
-    println!("http://{}:{} serves ./tests/fixtures", c.host(), c.host_port(8080)?);
+    println!(
+        "http://{}:{} serves ./tests/fixtures",
+        c.host(),
+        c.host_port(8080)?
+    );
 
     let out = c
         .exec(["sh", "-c", "cat /fixtures/a.txt; echo oops >&2; exit 3"])
@@ -36,7 +44,12 @@ async fn main() -> dockfix::Result<()> {
         Ok(_) => println!("unexpected success"),
     }
 
-    let hosts = c.exec_ok(["grep", "host.docker.internal", "/etc/hosts"]).await?;
-    println!("host.docker.internal is {}", hosts.stdout.split_whitespace().next().unwrap_or("?"));
+    let hosts = c
+        .exec_ok(["grep", "host.docker.internal", "/etc/hosts"])
+        .await?;
+    println!(
+        "host.docker.internal is {}",
+        hosts.stdout.split_whitespace().next().unwrap_or("?")
+    );
     Ok(())
 } // `c` is dropped here: the removal runs on dockfix's engine and the exit hook waits for it
