@@ -252,8 +252,14 @@ impl TestContainer {
     pub async fn remove(mut self) -> Result<()> {
         self.removal = None;
         let id = self.id.clone();
-        engine::unregister_live(&id);
-        engine::run(async move { engine::force_remove(&engine::docker().await?, &id).await }).await
+        // Tracked, so the exit hook finishes it even if this future is
+        // dropped before the daemon answers.
+        let removal = engine::track_removal(&id, &self.name);
+        engine::run(async move {
+            let _removal = removal;
+            engine::force_remove(&engine::docker().await?, &id).await
+        })
+        .await
     }
 
     /// Leaves the container running after the guard is gone, for
@@ -315,7 +321,14 @@ impl ContainerSpec {
     /// - [`Error::Docker`] for any other refusal by the daemon.
     pub async fn start(self) -> Result<TestContainer> {
         let body = self.create_body()?;
-        engine::run(start_on_engine(self, body)).await
+        // Taken before the task is spawned, so the exit hook cannot miss a
+        // start whose caller gave up just before the process exits.
+        let starting = engine::track_start();
+        engine::run(async move {
+            let _starting = starting;
+            start_on_engine(self, body).await
+        })
+        .await
     }
 }
 

@@ -194,6 +194,53 @@ struct CleanupState {
     pending: HashMap<u64, String>,
     /// Containers owned by an armed guard: id → name.
     live: HashMap<String, String>,
+    /// Starts running on the engine: each may create a container that no
+    /// guard owns yet.
+    starting: usize,
+}
+
+/// A removal the exit hook and `wait_for_removals` wait for, until dropped.
+pub(crate) struct Removal {
+    engine: &'static Engine,
+    ticket: u64,
+}
+
+/// Records a removal of container `id` (`name`) in flight. It stops being
+/// live in the same step, so the exit hook never sees it as neither.
+pub(crate) fn track_removal(id: &str, name: &str) -> Option<Removal> {
+    let engine = get().ok()?;
+    let mut state = engine.cleanup.lock();
+    state.live.remove(id);
+    state.next_ticket += 1;
+    let ticket = state.next_ticket;
+    state.pending.insert(ticket, name.to_owned());
+    Some(Removal { engine, ticket })
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        self.engine.cleanup.lock().pending.remove(&self.ticket);
+        self.engine.cleanup.changed.notify_all();
+    }
+}
+
+/// A start in flight, which the exit hook waits for, until dropped.
+pub(crate) struct Starting(&'static Engine);
+
+/// Records a start in flight.
+pub(crate) fn track_start() -> Option<Starting> {
+    let engine = get().ok()?;
+    engine.cleanup.lock().starting += 1;
+    Some(Starting(engine))
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        let mut state = self.0.cleanup.lock();
+        state.starting = state.starting.saturating_sub(1);
+        drop(state);
+        self.0.cleanup.changed.notify_all();
+    }
 }
 
 impl Cleanup {
@@ -234,15 +281,10 @@ pub(crate) fn remove_in_background(id: String, name: String, wait: bool) {
             return;
         }
     };
-    let ticket = {
-        let mut state = engine.cleanup.lock();
-        state.live.remove(&id);
-        state.next_ticket += 1;
-        let ticket = state.next_ticket;
-        state.pending.insert(ticket, name.clone());
-        ticket
-    };
+    let removal = track_removal(&id, &name);
+    let ticket = removal.as_ref().map_or(0, |r| r.ticket);
     engine.rt.spawn(async move {
+        let _removal = removal;
         let result = match docker().await {
             Ok(docker) => force_remove(&docker, &id).await,
             Err(e) => Err(e),
@@ -252,10 +294,6 @@ pub(crate) fn remove_in_background(id: String, name: String, wait: bool) {
                 "dockfix: could not remove container {name} ({id}): {e}; it stays labelled for `dockfix sweep`"
             );
         }
-        let mut state = engine.cleanup.lock();
-        state.pending.remove(&ticket);
-        drop(state);
-        engine.cleanup.changed.notify_all();
     });
     if wait && !on_engine_thread() {
         let deadline = Instant::now() + DROP_WAIT;
@@ -308,14 +346,30 @@ fn exit_hook() {
     let Some(Ok(engine)) = ENGINE.get() else {
         return;
     };
-    let live: Vec<(String, String)> = engine.cleanup.lock().live.drain().collect();
-    if !keep_requested() {
-        for (id, name) in live {
-            remove_in_background(id, name, false);
-        }
-    }
     let deadline = Instant::now() + *EXIT_WAIT;
-    if !wait_until(engine, deadline, |s| s.pending.is_empty()) {
+    // A start that finishes while we wait registers a guard nobody will
+    // drop any more: go round again until nothing is live or in flight.
+    let drained = loop {
+        let live: Vec<(String, String)> = engine.cleanup.lock().live.drain().collect();
+        if !keep_requested() {
+            for (id, name) in live {
+                remove_in_background(id, name, false);
+            }
+        }
+        if !wait_until(engine, deadline, |s| {
+            s.pending.is_empty() && s.starting == 0
+        }) {
+            break false;
+        }
+        let state = engine.cleanup.lock();
+        if state.pending.is_empty()
+            && state.starting == 0
+            && (keep_requested() || state.live.is_empty())
+        {
+            break true;
+        }
+    };
+    if !drained {
         let state = engine.cleanup.lock();
         let mut names: Vec<&str> = state.pending.values().map(String::as_str).collect();
         names.sort_unstable();
