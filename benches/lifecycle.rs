@@ -3,7 +3,7 @@
 //!
 //! Run it with `cargo bench --bench lifecycle` after `bash ci/setup` has
 //! built `dockfix-test/busybox:latest`. It needs a Docker daemon and no
-//! registry, and takes about two minutes.
+//! registry, and takes about three minutes.
 //!
 //! Both sides start `sleep 300` on the test image with the same create
 //! request: the default (bridge) network, dockfix's six owner labels and
@@ -95,11 +95,13 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let load_before = load_average();
         let outcome = run(&raw).await;
         let clean = cleanup(&raw).await;
         match outcome {
             Ok(table) => {
                 print_table(&table);
+                print_machine(&load_before, &load_average());
                 if clean {
                     ExitCode::SUCCESS
                 } else {
@@ -742,6 +744,27 @@ fn print_table(rows: &[Row]) {
             println!("{:<20} {}", "", row.note);
         }
     }
+}
+
+/// Other work on the machine or the daemon skews every number, so the
+/// load is printed next to the table.
+fn print_machine(before: &str, after: &str) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {cpus} cpus, load average (1 min) {before} at start, {after} at end");
+    let busy = [before, after]
+        .iter()
+        .any(|l| l.parse::<f64>().is_ok_and(|l| l > cpus as f64));
+    if busy {
+        println!("warning: the load exceeded the cpu count; other work competed with this run");
+    }
+}
+
+/// The 1-minute load average, or `?` where /proc is missing.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// A duration in the unit that keeps it readable.
