@@ -321,6 +321,7 @@ impl ContainerSpec {
     /// - [`Error::Docker`] for any other refusal by the daemon.
     pub async fn start(self) -> Result<TestContainer> {
         let body = self.create_body()?;
+        crate::sweep::reap_on_first_start();
         // Taken before the task is spawned, so the exit hook cannot miss a
         // start whose caller gave up just before the process exits.
         let starting = engine::track_start();

@@ -59,7 +59,10 @@ pub(crate) fn hostname() -> &'static str {
 }
 
 /// The owner labels every container gets, merged over the user's labels.
-pub(crate) fn owner_labels(user: &HashMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn owner_labels(
+    user: &HashMap<String, String>,
+    ttl: Option<std::time::Duration>,
+) -> HashMap<String, String> {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -74,6 +77,9 @@ pub(crate) fn owner_labels(user: &HashMap<String, String>) -> HashMap<String, St
         (LABEL_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
     ] {
         labels.insert(k.to_owned(), v);
+    }
+    if let Some(ttl) = ttl {
+        labels.insert(LABEL_TTL.to_owned(), ttl.as_secs().to_string());
     }
     labels
 }
@@ -101,7 +107,7 @@ mod tests {
     fn owner_labels_override_nothing_but_add_all_keys() {
         let mut user = HashMap::new();
         user.insert("team".to_owned(), "db".to_owned());
-        let labels = owner_labels(&user);
+        let labels = owner_labels(&user, None);
         assert_eq!(labels["team"], "db");
         for k in [
             LABEL_MANAGED,

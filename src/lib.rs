@@ -46,6 +46,10 @@
 //! Every container carries the labels [`LABEL_MANAGED`],
 //! [`LABEL_SESSION`], [`LABEL_PID`], [`LABEL_HOST`], [`LABEL_CREATED`] and
 //! [`LABEL_VERSION`]; nothing without `dockfix.managed=true` is touched.
+//! A process killed by a signal cannot clean up after itself: [`Sweep`]
+//! (and the `dockfix sweep` command behind the `cli` feature) finds its
+//! containers again by these labels, and the first container a later
+//! process starts on the same host removes them in the background.
 //!
 //! # Environment
 //!
@@ -54,6 +58,7 @@
 //! | `DOCKER_HOST` | the daemon: `unix:///path` or `tcp://host:port` (default `unix:///var/run/docker.sock`) |
 //! | `DOCKFIX_KEEP=1` | dropped guards leave their containers running, for debugging |
 //! | `DOCKFIX_DROP=wait` | Drop blocks until the container is removed |
+//! | `DOCKFIX_SWEEP_ON_START=0` | the first start of a process does not remove this host's orphaned containers |
 //! | `DOCKFIX_EXIT_TIMEOUT` | seconds the exit hook waits for outstanding removals (default 30) |
 #![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
@@ -68,6 +73,7 @@ mod labels;
 mod logs;
 mod ready;
 mod spec;
+mod sweep;
 mod sys;
 
 pub use container::{ContainerState, TestContainer};
@@ -80,6 +86,10 @@ pub use labels::{
 pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub use ready::WaitFor;
 pub use spec::{BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT};
+pub use sweep::{
+    ManagedContainer, Owner, Sweep, SweepCandidate, SweepReason, SweepReport, human_duration,
+    list_managed,
+};
 
 /// Waits until every removal that dropped guards handed to the engine has
 /// finished, or `timeout` passes; returns how many are still outstanding.

@@ -234,6 +234,7 @@ pub struct ContainerSpec {
     pub(crate) wait_for: Vec<WaitFor>,
     pub(crate) startup_timeout: Duration,
     pub(crate) wait_on_drop: bool,
+    ttl: Option<Duration>,
     invalid: Option<Invalid>,
 }
 
@@ -263,6 +264,7 @@ impl ContainerSpec {
             wait_for: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             wait_on_drop: std::env::var("DOCKFIX_DROP").is_ok_and(|v| v == "wait"),
+            ttl: None,
             invalid: None,
         }
     }
@@ -594,6 +596,18 @@ impl ContainerSpec {
         self
     }
 
+    /// How long the container may live: written to the `dockfix.ttl`
+    /// label, after which `dockfix sweep` removes it even if its owner
+    /// cannot be checked (a container of another host). Whole seconds, at
+    /// least one.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        if ttl.as_secs() == 0 {
+            return self.refuse("ttl", format!("{ttl:?}"), "must be at least 1s");
+        }
+        self.ttl = Some(ttl);
+        self
+    }
+
     /// The image this spec starts.
     pub fn image(&self) -> &str {
         &self.image
@@ -682,7 +696,7 @@ impl ContainerSpec {
             env: (!self.env.is_empty()).then(|| self.env.clone()),
             working_dir: self.working_dir.clone(),
             user: self.user.clone(),
-            labels: Some(labels::owner_labels(&self.labels)),
+            labels: Some(labels::owner_labels(&self.labels, self.ttl)),
             exposed_ports: (!self.exposed.is_empty())
                 .then(|| self.exposed.iter().map(|p| format!("{p}/tcp")).collect()),
             healthcheck: self.healthcheck.clone(),
