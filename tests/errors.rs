@@ -26,26 +26,24 @@ async fn a_missing_image_names_the_image_and_why_it_could_not_be_pulled() {
     );
 }
 
-/// The engine reads `DOCKER_HOST` once per process, so an unreachable
-/// daemon is tried in a child process of this test binary.
-#[test]
-fn an_unreachable_daemon_names_the_endpoint_and_the_fix() {
-    let out = support::run_child(
-        "unreachable_daemon_child",
-        &[("DOCKER_HOST", "unix:///nonexistent.sock")],
-    );
-    assert!(
-        out.status.success(),
-        "child failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+/// The error a child process of this test binary gets when it starts a
+/// container with `DOCKER_HOST` set to `docker_host`. The engine reads
+/// `DOCKER_HOST` once per process, hence the child.
+fn error_with_docker_host(docker_host: &str) -> String {
+    let out = support::run_child("unreachable_daemon_child", &[("DOCKER_HOST", docker_host)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let msg = stdout
+    assert!(out.status.success(), "child failed:\n{stdout}");
+    stdout
         .lines()
         .find_map(|l| l.strip_prefix("ERROR="))
-        .expect("no error line");
+        .expect("no error line")
+        .to_owned()
+}
+
+#[test]
+fn an_unreachable_daemon_names_the_endpoint_and_the_fix() {
     assert_eq!(
-        msg,
+        error_with_docker_host("unix:///nonexistent.sock"),
         "docker daemon at unix:///nonexistent.sock is unavailable: socket /nonexistent.sock does not exist; \
          start the Docker daemon, or point DOCKER_HOST at it (unix:///path/to/docker.sock or tcp://host:port)"
     );
@@ -67,20 +65,7 @@ fn unreachable_daemon_child() {
 
 #[test]
 fn a_closed_tcp_endpoint_is_unavailable_too() {
-    let out = support::run_child(
-        "unreachable_daemon_child",
-        &[("DOCKER_HOST", "tcp://127.0.0.1:1")],
-    );
-    assert!(
-        out.status.success(),
-        "child failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let msg = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ERROR="))
-        .expect("no error line");
+    let msg = error_with_docker_host("tcp://127.0.0.1:1");
     assert!(
         msg.starts_with("docker daemon at tcp://127.0.0.1:1 is unavailable:"),
         "{msg}"
