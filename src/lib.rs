@@ -87,8 +87,8 @@ pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub use ready::WaitFor;
 pub use spec::{BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT};
 pub use sweep::{
-    ManagedContainer, Owner, Sweep, SweepCandidate, SweepReason, SweepReport, human_duration,
-    list_managed,
+    ManagedResource, Owner, ResourceKind, Sweep, SweepCandidate, SweepReason, SweepReport,
+    human_duration, list_managed,
 };
 
 /// Waits until every removal that dropped guards handed to the engine has

@@ -1,4 +1,5 @@
-//! Finding and removing the containers that a killed run left behind.
+//! Finding and removing the containers (and labelled networks and volumes)
+//! that a killed run left behind.
 //!
 //! Drop and the exit hook cannot run when a test process is SIGKILLed, a CI
 //! job is cancelled, or the process aborts. Its containers stay, labelled.
@@ -13,11 +14,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveVolumeOptions,
+};
 use futures::StreamExt;
 
 use crate::engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, status_of};
 use crate::labels::{
     LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_POOL, LABEL_SESSION, LABEL_TTL,
     LABEL_VERSION, hostname,
@@ -26,18 +30,43 @@ use crate::labels::{
 /// How many removals a sweep runs at once.
 const CONCURRENT_REMOVALS: usize = 8;
 
-/// A container labelled `dockfix.managed=true`, with its owner labels
-/// parsed.
+/// What kind of Docker object a [`ManagedResource`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ResourceKind {
+    /// A container.
+    Container,
+    /// A network.
+    Network,
+    /// A volume.
+    Volume,
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+        })
+    }
+}
+
+/// A container, network or volume labelled `dockfix.managed=true`, with
+/// its owner labels parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ManagedContainer {
-    /// The container id.
+pub struct ManagedResource {
+    /// Container, network or volume.
+    pub kind: ResourceKind,
+    /// The id (for a volume, its name).
     pub id: String,
-    /// The container name, without Docker's leading `/`.
+    /// The name, without Docker's leading `/`.
     pub name: String,
-    /// The image it runs.
+    /// The image a container runs; empty for networks and volumes.
     pub image: String,
-    /// Docker's state word (`running`, `exited`, `created`, …).
+    /// A container's state word (`running`, `exited`, `created`, …);
+    /// empty for networks and volumes.
     pub state: String,
     /// `dockfix.session`: the id of the process (session) that created it.
     pub session: String,
@@ -55,22 +84,41 @@ pub struct ManagedContainer {
     pub ttl: Option<Duration>,
 }
 
-impl ManagedContainer {
+impl ManagedResource {
     fn from_summary(s: ContainerSummary) -> Option<Self> {
-        let labels = s.labels.unwrap_or_default();
+        let name = s
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        Self::from_labels(
+            ResourceKind::Container,
+            s.id?,
+            name,
+            s.image.unwrap_or_default(),
+            s.state.map(|s| s.to_string()).unwrap_or_default(),
+            s.labels.unwrap_or_default(),
+        )
+    }
+
+    fn from_labels(
+        kind: ResourceKind,
+        id: String,
+        name: String,
+        image: String,
+        state: String,
+        labels: HashMap<String, String>,
+    ) -> Option<Self> {
         if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
             return None;
         }
         let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-        Some(ManagedContainer {
-            id: s.id?,
-            name: s
-                .names
-                .and_then(|n| n.into_iter().next())
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or_default(),
-            image: s.image.unwrap_or_default(),
-            state: s.state.map(|s| s.to_string()).unwrap_or_default(),
+        Some(ManagedResource {
+            kind,
+            id,
+            name,
+            image,
+            state,
             session: get(LABEL_SESSION),
             pid: labels.get(LABEL_PID).and_then(|p| p.parse().ok()),
             host: get(LABEL_HOST),
@@ -259,7 +307,7 @@ pub(crate) fn probe_process(pid: u32) -> Process {
     Process::Alive { started }
 }
 
-fn owner_of(c: &ManagedContainer, this_host: &str, probe: &dyn Fn(u32) -> Process) -> Owner {
+fn owner_of(c: &ManagedResource, this_host: &str, probe: &dyn Fn(u32) -> Process) -> Owner {
     if c.host != this_host {
         return Owner::OtherHost;
     }
@@ -287,7 +335,9 @@ fn now_secs() -> u64 {
 ///
 /// # Which containers it selects
 ///
-/// Only containers labelled `dockfix.managed=true` are ever considered.
+/// Only containers, networks and volumes labelled `dockfix.managed=true`
+/// are ever considered; networks and volumes follow the same rules as
+/// containers, and are removed after the containers.
 ///
 /// - **Orphaned** (selected by default): the container's `dockfix.host` is
 ///   this machine and its `dockfix.pid` is not alive, or is alive but
@@ -342,7 +392,7 @@ impl std::fmt::Debug for Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepCandidate {
     /// The container.
-    pub container: ManagedContainer,
+    pub container: ManagedResource,
     /// Why it was selected.
     pub reason: SweepReason,
 }
@@ -406,7 +456,7 @@ impl Sweep {
     /// Why `c` is selected, if it is.
     fn select(
         &self,
-        c: &ManagedContainer,
+        c: &ManagedResource,
         this_host: &str,
         probe: &dyn Fn(u32) -> Process,
         now: u64,
@@ -487,28 +537,33 @@ impl Sweep {
         }
         let total = selected.len();
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let outcomes: Vec<(SweepCandidate, Result<()>)> = futures::stream::iter(selected)
-            .map(|s| {
-                let done = &done;
-                async move {
-                    let r = engine::force_remove(docker, &s.container.id).await;
-                    if let Some(Progress(report)) = &self.progress {
-                        report(
-                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                            total,
-                        );
-                    }
-                    (s, r)
+        // Containers first: a network or volume in use cannot be removed.
+        let (containers, others): (Vec<_>, Vec<_>) = selected
+            .into_iter()
+            .partition(|s| s.container.kind == ResourceKind::Container);
+        for batch in [containers, others] {
+            let outcomes: Vec<(SweepCandidate, std::result::Result<(), String>)> =
+                futures::stream::iter(batch)
+                    .map(|s| {
+                        let done = &done;
+                        async move {
+                            let r = remove_resource(docker, &s.container).await;
+                            if let Some(Progress(report)) = &self.progress {
+                                let finished =
+                                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                report(finished + 1, total);
+                            }
+                            (s, r)
+                        }
+                    })
+                    .buffer_unordered(CONCURRENT_REMOVALS)
+                    .collect()
+                    .await;
+            for (s, r) in outcomes {
+                match r {
+                    Ok(()) => report.removed.push(s),
+                    Err(message) => report.failed.push((s, message)),
                 }
-            })
-            .buffer_unordered(CONCURRENT_REMOVALS)
-            .collect()
-            .await;
-        for (s, r) in outcomes {
-            match r {
-                Ok(()) => report.removed.push(s),
-                Err(Error::CleanupFailed { message, .. }) => report.failed.push((s, message)),
-                Err(e) => report.failed.push((s, e.to_string())),
             }
         }
         let by_name =
@@ -519,32 +574,102 @@ impl Sweep {
     }
 }
 
-/// Every container labelled `dockfix.managed=true`, with its owner labels.
+/// Every container, network and volume labelled `dockfix.managed=true`,
+/// with its owner labels: containers first, oldest first.
 ///
 /// # Errors
 ///
 /// [`Error::DockerUnavailable`] or [`Error::Docker`] if the daemon cannot
 /// list containers.
-pub async fn list_managed() -> Result<Vec<ManagedContainer>> {
+pub async fn list_managed() -> Result<Vec<ManagedResource>> {
     engine::run(async move { list_on_engine(&engine::docker().await?).await }).await
 }
 
-async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedContainer>> {
+async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedResource>> {
     let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
-    let opts = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let list = docker
-        .list_containers(Some(opts))
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
         .await
         .map_err(|e| Error::docker("list", "managed containers", e))?;
-    let mut managed: Vec<ManagedContainer> = list
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| Error::docker("list", "managed networks", e))?;
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| Error::docker("list", "managed volumes", e))?;
+    let mut managed: Vec<ManagedResource> = containers
         .into_iter()
-        .filter_map(ManagedContainer::from_summary)
+        .filter_map(ManagedResource::from_summary)
         .collect();
-    managed.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    managed.extend(networks.into_iter().filter_map(|n| {
+        let name = n.name.unwrap_or_default();
+        let id = n.id.unwrap_or_else(|| name.clone());
+        let labels = n.labels.unwrap_or_default();
+        ManagedResource::from_labels(
+            ResourceKind::Network,
+            id,
+            name,
+            String::new(),
+            String::new(),
+            labels,
+        )
+    }));
+    managed.extend(
+        volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                let kind = ResourceKind::Volume;
+                ManagedResource::from_labels(
+                    kind,
+                    v.name.clone(),
+                    v.name,
+                    String::new(),
+                    String::new(),
+                    v.labels,
+                )
+            }),
+    );
+    managed.sort_by(|a, b| (a.kind, a.created, &a.name).cmp(&(b.kind, b.created, &b.name)));
     Ok(managed)
+}
+
+/// Removes one resource; already gone counts as success. Containers are
+/// force-removed with their anonymous volumes.
+async fn remove_resource(docker: &Docker, r: &ManagedResource) -> std::result::Result<(), String> {
+    let result = match r.kind {
+        ResourceKind::Container => {
+            return engine::force_remove(docker, &r.id)
+                .await
+                .map_err(|e| match e {
+                    Error::CleanupFailed { message, .. } => message,
+                    other => other.to_string(),
+                });
+        }
+        ResourceKind::Network => docker.remove_network(&r.id).await,
+        ResourceKind::Volume => {
+            docker
+                .remove_volume(&r.id, None::<RemoveVolumeOptions>)
+                .await
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if status_of(&e) == Some(404) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Removes, in the background, the orphaned containers of this host that
@@ -586,8 +711,9 @@ mod tests {
 
     const NOW: u64 = 1_000_000;
 
-    fn container(host: &str, pid: Option<u32>, created: u64, ttl: Option<u64>) -> ManagedContainer {
-        ManagedContainer {
+    fn container(host: &str, pid: Option<u32>, created: u64, ttl: Option<u64>) -> ManagedResource {
+        ManagedResource {
+            kind: ResourceKind::Container,
             id: "id".into(),
             name: "n".into(),
             image: "i".into(),
@@ -615,7 +741,7 @@ mod tests {
         }
     }
 
-    fn reason(sweep: &Sweep, c: &ManagedContainer) -> Option<&'static str> {
+    fn reason(sweep: &Sweep, c: &ManagedResource) -> Option<&'static str> {
         sweep.select(c, "here", &probe, NOW).map(|r| r.code())
     }
 
@@ -701,7 +827,7 @@ mod tests {
             labels: Some(labels.clone()),
             ..Default::default()
         };
-        let c = ManagedContainer::from_summary(summary(&labels)).unwrap();
+        let c = ManagedResource::from_summary(summary(&labels)).unwrap();
         assert_eq!(
             (c.name.as_str(), c.session.as_str(), c.pid, c.host.as_str()),
             ("web-1", "abc", Some(42), "box")
@@ -715,7 +841,7 @@ mod tests {
             )
         );
         labels.insert(LABEL_MANAGED.to_owned(), "false".to_owned());
-        assert!(ManagedContainer::from_summary(summary(&labels)).is_none());
+        assert!(ManagedResource::from_summary(summary(&labels)).is_none());
     }
 
     #[test]

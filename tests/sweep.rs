@@ -56,8 +56,17 @@ struct Owner<'a> {
 }
 
 /// Creates and starts a container with `owner`'s labels (or none when
-/// `owner` is `None`) and the test's case label.
+/// `owner` is `None`) and the test's case label, with no network.
 async fn fake(case: &str, owner: Option<Owner<'_>>) -> String {
+    let no_network = HostConfig {
+        network_mode: Some("none".into()),
+        ..Default::default()
+    };
+    fake_with(case, owner, no_network).await
+}
+
+/// [`fake`] with the given host config.
+async fn fake_with(case: &str, owner: Option<Owner<'_>>, host_config: HostConfig) -> String {
     let mut labels = HashMap::from([(CASE_LABEL.to_owned(), case.to_owned())]);
     if let Some(o) = owner {
         labels.extend([
@@ -77,10 +86,7 @@ async fn fake(case: &str, owner: Option<Owner<'_>>) -> String {
         image: Some(IMAGE.to_owned()),
         cmd: Some(vec!["sleep".into(), "300".into()]),
         labels: Some(labels),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
+        host_config: Some(host_config),
         ..Default::default()
     };
     let name = unique("sweep-fake");
@@ -131,7 +137,7 @@ async fn sweep_json(
             .unwrap_or_else(|| panic!("no {key} array:\n{out}"))
             .iter()
             .map(|e| {
-                for f in ["id", "name", "session", "reason", "why", "state"] {
+                for f in ["kind", "id", "name", "session", "reason", "why", "state"] {
                     assert!(e[f].is_string(), "{f} missing in {e}");
                 }
                 (
@@ -398,6 +404,92 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
     force_remove(&resisting).await;
 }
 
+/// Owner labels for networks and volumes made here by hand.
+fn owner_labels(o: &Owner<'_>) -> HashMap<String, String> {
+    HashMap::from([
+        ("dockfix.managed".to_owned(), "true".to_owned()),
+        ("dockfix.session".to_owned(), o.session.to_owned()),
+        ("dockfix.pid".to_owned(), o.pid.to_string()),
+        ("dockfix.host".to_owned(), o.host.to_owned()),
+        ("dockfix.created".to_owned(), o.created.to_string()),
+        ("dockfix.version".to_owned(), "0.1.0".to_owned()),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(sweep)]
+async fn orphaned_networks_and_volumes_are_swept_after_their_containers() {
+    let case = unique("netvol");
+    let session = unique("netvol-session");
+    let host = this_host();
+    let owner = Owner {
+        session: &session,
+        pid: dead_pid(),
+        host: &host,
+        created: now(),
+        ttl: None,
+    };
+    let docker = raw_docker().await;
+    let net_name = unique("sweep-net");
+    let network = docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: net_name.clone(),
+            labels: Some(owner_labels(&owner)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let volume = docker
+        .create_volume(bollard::models::VolumeCreateRequest {
+            name: Some(unique("sweep-vol")),
+            labels: Some(owner_labels(&owner)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .name;
+    // A container of the same dead owner still uses both.
+    let uses_both = HostConfig {
+        network_mode: Some(net_name.clone()),
+        binds: Some(vec![format!("{volume}:/data")]),
+        ..Default::default()
+    };
+    let user = fake_with(&case, Some(Owner { ..owner }), uses_both).await;
+
+    let (code, listed) = cli(&["ls", "--json"], &[]).await;
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let kind_of = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["kind"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(kind_of(&network).as_deref(), Some("network"));
+    assert_eq!(kind_of(&volume).as_deref(), Some("volume"));
+
+    let (code, removed, failed) = sweep_json(&["--session", &session], &[]).await;
+    assert_eq!((code, failed.len()), (0, 0), "{failed:?}");
+    assert_eq!(
+        ids(&removed),
+        BTreeSet::from([network.clone(), volume.clone(), user.clone()])
+    );
+    assert!(!support::container_exists(&user).await);
+    assert!(
+        docker
+            .inspect_network(
+                &network,
+                None::<bollard::query_parameters::InspectNetworkOptions>
+            )
+            .await
+            .is_err()
+    );
+    assert!(docker.inspect_volume(&volume).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[file_serial(sweep)]
 async fn an_unreachable_daemon_is_exit_code_2() {
@@ -443,7 +535,7 @@ async fn ls_lists_managed_containers_as_json() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with(&id[..12]) && l.contains(&session)),
+            .any(|l| l.starts_with("container") && l.contains(&id[..12]) && l.contains(&session)),
         "{table}"
     );
     force_remove(&id).await;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dockfix::{ManagedContainer, Sweep, SweepCandidate};
+use dockfix::{ManagedResource, Sweep, SweepCandidate};
 use serde_json::{Value, json};
 
 /// List and sweep the containers dockfix manages (labelled dockfix.managed=true).
@@ -26,13 +26,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List managed containers with their session, owner, age, state and pool.
+    /// List managed containers, networks and volumes with their session, owner, age, state and pool.
     Ls {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Remove orphaned and expired managed containers.
+    /// Remove orphaned and expired managed containers, networks and volumes.
     ///
     /// Orphaned: the owner process on this host is gone (or its pid was
     /// reused). Expired: older than its dockfix.ttl label or --older-than.
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
     })
 }
 
-fn age(c: &ManagedContainer) -> String {
+fn age(c: &ManagedResource) -> String {
     c.age()
         .map_or_else(|| "?".to_owned(), dockfix::human_duration)
 }
@@ -120,8 +120,9 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn container_json(c: &ManagedContainer) -> Value {
+fn container_json(c: &ManagedResource) -> Value {
     json!({
+        "kind": c.kind.to_string(),
         "id": c.id,
         "name": c.name,
         "image": c.image,
@@ -146,8 +147,8 @@ fn ls(json: bool) -> dockfix::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<12}  {:<28}  {:<8}  {:<16}  {:<26}  {:>5}  POOL",
-        "ID", "NAME", "STATE", "SESSION", "OWNER", "AGE"
+        "{:<9}  {:<12}  {:<28}  {:<8}  {:<16}  {:<26}  {:>5}  POOL",
+        "KIND", "ID", "NAME", "STATE", "SESSION", "OWNER", "AGE"
     );
     for c in &list {
         let owner = format!(
@@ -157,7 +158,8 @@ fn ls(json: bool) -> dockfix::Result<ExitCode> {
             c.owner()
         );
         println!(
-            "{:<12}  {:<28}  {:<8}  {:<16}  {:<26}  {:>5}  {}",
+            "{:<9}  {:<12}  {:<28}  {:<8}  {:<16}  {:<26}  {:>5}  {}",
+            c.kind,
             short(&c.id),
             c.name,
             c.state,
@@ -209,7 +211,8 @@ fn run_sweep(sweep: Sweep, json: bool) -> dockfix::Result<ExitCode> {
     };
     for s in &report.removed {
         println!(
-            "{verb} {} {} (session {}): {}",
+            "{verb} {} {} {} (session {}): {}",
+            s.container.kind,
             short(&s.container.id),
             s.container.name,
             s.container.session,
@@ -218,7 +221,8 @@ fn run_sweep(sweep: Sweep, json: bool) -> dockfix::Result<ExitCode> {
     }
     for (s, e) in &report.failed {
         eprintln!(
-            "FAILED to remove {} {} (session {}): {e}",
+            "FAILED to remove {} {} {} (session {}): {e}",
+            s.container.kind,
             short(&s.container.id),
             s.container.name,
             s.container.session
