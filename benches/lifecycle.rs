@@ -124,6 +124,7 @@ async fn run(raw: &Raw) -> Res<Vec<Row>> {
     rows.extend(bench_sequential_tests(raw).await?);
     rows.push(bench_exec(raw).await?);
     rows.push(bench_burst_removal(raw).await?);
+    rows.push(bench_remove_on_kill().await?);
     Ok(rows)
 }
 
@@ -402,6 +403,46 @@ where
         .await
 }
 
+/// `remove_on_kill` against a plain dockfix start. The first tied start
+/// also starts the process's anchor container; it is reported in the note
+/// and left out of the samples, which compare the starts after it.
+async fn bench_remove_on_kill() -> Res<Row> {
+    progress(&format!("remove_on_kill: {START_SAMPLES} samples per side"));
+    let tied = || spec().remove_on_kill(true);
+    let (first, first_time) = timed(tied().start()).await;
+    drop(first?);
+    settle().await?;
+    let (mut plain, mut tied_starts) = (Vec::new(), Vec::new());
+    for i in 0..START_SAMPLES {
+        for arm in [i % 2, (i + 1) % 2] {
+            let (c, t) = timed(if arm == 0 {
+                spec().start()
+            } else {
+                tied().start()
+            })
+            .await;
+            if arm == 0 {
+                plain.push(t)
+            } else {
+                tied_starts.push(t)
+            }
+            drop(c?);
+            settle().await?;
+        }
+    }
+    Ok(Row::ratio(
+        "start remove_on_kill",
+        &tied_starts,
+        "dockfix start, untied",
+        &plain,
+        Target::None,
+    )
+    .with_note(&format!(
+        "the first tied start, which also starts the anchor, took {}",
+        fmt_dur(first_time)
+    )))
+}
+
 /// Waits, untimed, until dockfix has no removal in flight, so that one
 /// sample's cleanup does not load the daemon during the next.
 async fn settle() -> Res<()> {
@@ -549,7 +590,9 @@ impl Raw {
         Ok(())
     }
 
-    /// Ids of the containers, running or not, carrying `label`.
+    /// Ids of the containers, running or not, carrying `label`, except
+    /// the `remove_on_kill` anchor: it lives until the process exits, when
+    /// dockfix's exit hook removes it.
     async fn labelled(&self, label: &str) -> Res<Vec<String>> {
         let filters = HashMap::from([("label", vec![label])]);
         let opts = ListContainersOptionsBuilder::new()
@@ -557,7 +600,17 @@ impl Raw {
             .filters(&filters)
             .build();
         let found = self.docker.list_containers(Some(opts)).await?;
-        Ok(found.into_iter().filter_map(|c| c.id).collect())
+        let is_anchor = |names: &Option<Vec<String>>| {
+            names
+                .iter()
+                .flatten()
+                .any(|n| n.starts_with("/dockfix-anchor-"))
+        };
+        Ok(found
+            .into_iter()
+            .filter(|c| !is_anchor(&c.names))
+            .filter_map(|c| c.id)
+            .collect())
     }
 }
 

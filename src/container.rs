@@ -333,8 +333,15 @@ impl ContainerSpec {
     }
 }
 
-async fn start_on_engine(spec: ContainerSpec, body: ContainerCreateBody) -> Result<TestContainer> {
+async fn start_on_engine(
+    spec: ContainerSpec,
+    mut body: ContainerCreateBody,
+) -> Result<TestContainer> {
     let docker = engine::docker().await?;
+    if spec.remove_on_kill && !engine::keep_requested() {
+        let anchor = crate::anchor::anchor(&docker, &spec.image).await?;
+        crate::anchor::tie(&mut body, &anchor);
+    }
     let name = spec.fresh_name();
     let id = create(&docker, &name, &spec.image, body).await?;
     // From here on the guard owns the container: any early return, or the
@@ -395,7 +402,7 @@ async fn start_on_engine(spec: ContainerSpec, body: ContainerCreateBody) -> Resu
 }
 
 /// Creates the container, pulling the image once if the daemon lacks it.
-async fn create(
+pub(crate) async fn create(
     docker: &Docker,
     name: &str,
     image: &str,

@@ -234,6 +234,7 @@ pub struct ContainerSpec {
     pub(crate) wait_for: Vec<WaitFor>,
     pub(crate) startup_timeout: Duration,
     pub(crate) wait_on_drop: bool,
+    pub(crate) remove_on_kill: bool,
     ttl: Option<Duration>,
     invalid: Option<Invalid>,
 }
@@ -264,6 +265,8 @@ impl ContainerSpec {
             wait_for: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             wait_on_drop: std::env::var("DOCKFIX_DROP").is_ok_and(|v| v == "wait"),
+            remove_on_kill: std::env::var("DOCKFIX_REMOVE_ON_KILL")
+                .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
             ttl: None,
             invalid: None,
         }
@@ -593,6 +596,24 @@ impl ContainerSpec {
     /// once). `DOCKFIX_DROP=wait` sets it for every spec.
     pub fn wait_on_drop(mut self, wait: bool) -> Self {
         self.wait_on_drop = wait;
+        self
+    }
+
+    /// Removes the container within about a second of this process dying,
+    /// even by SIGKILL, when no Drop or exit hook can run (default false;
+    /// `DOCKFIX_REMOVE_ON_KILL=1` sets it for every spec).
+    ///
+    /// The container joins the PID namespace of a per-process anchor
+    /// container whose stdin is held by this process, and is created with
+    /// Docker's auto-remove. The costs: one anchor start per process (its
+    /// image needs `cat`: this spec's image, or `DOCKFIX_ANCHOR_IMAGE`); the
+    /// container's main process is not PID 1 of its namespace; and the
+    /// daemon removes the container as soon as it stops, so its logs and
+    /// state go with it (after `stop()`, or when readiness fails).
+    /// `DOCKFIX_KEEP` turns it off, and a container tied this way cannot be
+    /// kept past the end of the process.
+    pub fn remove_on_kill(mut self, enabled: bool) -> Self {
+        self.remove_on_kill = enabled;
         self
     }
 

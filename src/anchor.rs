@@ -1,0 +1,100 @@
+//! Tying containers to this process's life, so that they go even when the
+//! process is SIGKILLed and nothing of ours runs any more.
+//!
+//! Opt-in ([`ContainerSpec::remove_on_kill`](crate::ContainerSpec::remove_on_kill),
+//! `DOCKFIX_REMOVE_ON_KILL=1`). Once per process an *anchor* container runs
+//! `cat` with its stdin attached to this process over the Docker socket
+//! (`StdinOnce`). Tied containers join the anchor's PID namespace and are
+//! created with `AutoRemove`. When this process dies, however it dies, the
+//! kernel closes its socket, Docker closes the anchor's stdin, `cat` exits,
+//! and with the namespace's first process gone the kernel kills every
+//! process in it: the tied containers stop, and the daemon removes them.
+//! It is all done by the kernel and the daemon, within about a second, with
+//! no watchdog process and no privileges.
+//!
+//! The costs: the anchor's start, once per process; the anchor image needs
+//! a `cat` (the container's own image, or `DOCKFIX_ANCHOR_IMAGE`); a tied
+//! container's main process is not PID 1 of its namespace (it shares it
+//! with the anchor and the other tied containers, which `ps` shows); and
+//! since the daemon removes a tied container as soon as it stops, its logs
+//! and state are gone with it (after `stop()`, or in a readiness error).
+
+use std::sync::Mutex;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::AttachContainerOptionsBuilder;
+use futures::StreamExt;
+
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::labels;
+
+static ANCHOR: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// The attached stdin of the anchor: held, never written, until the
+/// process ends and the kernel closes it.
+static STDIN: Mutex<Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>> =
+    Mutex::new(None);
+
+/// The anchor's id, starting it on first use. Runs on the engine.
+pub(crate) async fn anchor(docker: &Docker, image: &str) -> Result<String> {
+    ANCHOR
+        .get_or_try_init(|| start(docker, image))
+        .await
+        .cloned()
+}
+
+async fn start(docker: &Docker, image: &str) -> Result<String> {
+    let image = std::env::var("DOCKFIX_ANCHOR_IMAGE").unwrap_or_else(|_| image.to_owned());
+    let name = format!("dockfix-anchor-{}", labels::session_id());
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        entrypoint: Some(vec!["cat".to_owned()]),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        attach_stdin: Some(true),
+        labels: Some(labels::owner_labels(&Default::default(), None)),
+        host_config: Some(HostConfig {
+            auto_remove: Some(true),
+            network_mode: Some("none".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = crate::container::create(docker, &name, &image, body).await?;
+    // The exit hook removes the anchor (and so every tied container)
+    // explicitly; the kernel path is for when no hook runs.
+    engine::register_live(&id, &name);
+    let attach = AttachContainerOptionsBuilder::new()
+        .stdin(true)
+        .stream(true)
+        .build();
+    let attached = match docker.attach_container(&id, Some(attach)).await {
+        Ok(a) => a,
+        Err(e) => {
+            engine::remove_in_background(id, name.clone(), false);
+            return Err(Error::docker("attach anchor", name, e));
+        }
+    };
+    *STDIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(attached.input);
+    let mut output = attached.output;
+    engine::get()?.spawn(async move { while output.next().await.is_some() {} });
+    if let Err(e) = docker.start_container(&id, None).await {
+        engine::remove_in_background(id, name.clone(), false);
+        return Err(Error::docker(
+            "start anchor",
+            format!("{name} (image {image}, which needs `cat`)"),
+            e,
+        ));
+    }
+    Ok(id)
+}
+
+/// Joins `body` to the anchor: its PID namespace, and removal by the
+/// daemon when it stops.
+pub(crate) fn tie(body: &mut ContainerCreateBody, anchor: &str) {
+    let host = body.host_config.get_or_insert_with(Default::default);
+    host.pid_mode = Some(format!("container:{anchor}"));
+    host.auto_remove = Some(true);
+}

@@ -1,0 +1,117 @@
+//! `remove_on_kill`: containers go within seconds of their process being
+//! SIGKILLed, with nothing of ours left running.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dockfix::{ContainerSpec, Result};
+use serial_test::file_serial;
+use support::{IMAGE, is_child, list_by_label, run_child};
+
+fn tied() -> ContainerSpec {
+    ContainerSpec::new(IMAGE)
+        .name("kill")
+        .cmd(["sleep", "300"])
+        .network_mode("none")
+        .remove_on_kill(true)
+}
+
+#[tokio::test]
+#[file_serial(heavy)]
+async fn containers_of_a_sigkilled_process_are_gone_within_seconds() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_three_tied_containers",
+            "--ignored",
+            "--nocapture",
+            "--quiet",
+        ])
+        .env(support::CHILD_ENV, "1")
+        .env("DOCKFIX_SWEEP_ON_START", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut session = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(s) = line.strip_prefix("SESSION=") {
+            session = s.to_owned();
+        }
+        if line == "READY" {
+            break;
+        }
+    }
+    // Three tied containers and the anchor.
+    assert_eq!(list_by_label("dockfix.session", &session).await.len(), 4);
+    child.kill().unwrap(); // SIGKILL: no Drop, no exit hook
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while !list_by_label("dockfix.session", &session).await.is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "containers left 10 s after SIGKILL"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("all gone {:?} after SIGKILL", killed.elapsed());
+}
+
+#[test]
+#[ignore = "run as a child process by containers_of_a_sigkilled_process_are_gone_within_seconds"]
+fn child_holds_three_tied_containers() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let held: Vec<_> = (0..3)
+        .map(|_| tied().start_blocking())
+        .collect::<Result<_>>()?;
+    println!("SESSION={}", dockfix::session_id());
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(300));
+    drop(held);
+    Ok(())
+}
+
+#[tokio::test]
+#[file_serial(heavy)]
+async fn a_process_that_exits_normally_leaves_no_anchor_behind() {
+    let out = run_child("child_starts_tied_containers_and_returns", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let session = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SESSION="))
+        .expect("no session");
+    assert_eq!(
+        list_by_label("dockfix.session", session).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by a_process_that_exits_normally_leaves_no_anchor_behind"]
+async fn child_starts_tied_containers_and_returns() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let (_a, _b) = tokio::try_join!(tied().start(), tied().start())?;
+    println!("SESSION={}", dockfix::session_id());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tied_container_works_and_shares_the_anchors_pid_namespace() -> Result<()> {
+    let c = tied().start().await?;
+    assert_eq!(c.exec_ok(["echo", "hi"]).await?.stdout, "hi\n");
+    let ps = c.exec_ok(["ps", "-o", "pid,args"]).await?.stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "cat"]),
+        "{ps}"
+    );
+    Ok(())
+}
