@@ -27,8 +27,9 @@ use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures::StreamExt;
 
 use crate::engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::labels;
+use crate::retry::{self, Retry};
 
 static ANCHOR: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
 
@@ -70,23 +71,29 @@ async fn start(docker: &Docker, image: &str) -> Result<String> {
         .stdin(true)
         .stream(true)
         .build();
-    let attached = match docker.attach_container(&id, Some(attach)).await {
+    // Not retried: the stream is the point, and a lost one is no use.
+    let attached = retry::call("attach anchor", &name, Retry::No, None, || {
+        docker.attach_container(&id, Some(attach.clone()))
+    })
+    .await;
+    let attached = match attached {
         Ok(a) => a,
         Err(e) => {
             engine::remove_in_background(id, name.clone(), false);
-            return Err(Error::docker("attach anchor", name, e));
+            return Err(e);
         }
     };
     *STDIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(attached.input);
     let mut output = attached.output;
     engine::get()?.spawn(async move { while output.next().await.is_some() {} });
-    if let Err(e) = docker.start_container(&id, None).await {
+    let target = format!("{name} (image {image}, which needs `cat`)");
+    let started = retry::call("start anchor", &target, Retry::Yes, None, || {
+        docker.start_container(&id, None)
+    })
+    .await;
+    if let Err(e) = started {
         engine::remove_in_background(id, name.clone(), false);
-        return Err(Error::docker(
-            "start anchor",
-            format!("{name} (image {image}, which needs `cat`)"),
-            e,
-        ));
+        return Err(e);
     }
     Ok(id)
 }

@@ -12,10 +12,11 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use crate::engine;
-use crate::error::{Error, Result, status_of};
+use crate::error::{Error, Result};
 use crate::exec::{Exec, ExecRequest};
 use crate::logs::{self, LogStream, Logs};
 use crate::ready;
+use crate::retry::{self, Retry};
 use crate::spec::ContainerSpec;
 
 /// How many log lines an [`Error::NotReady`] carries.
@@ -204,10 +205,16 @@ impl TestContainer {
         engine::run(async move {
             let docker = engine::docker().await?;
             let opts = StopContainerOptionsBuilder::new().t(secs).build();
-            match docker.stop_container(&id, Some(opts)).await {
-                Ok(()) => Ok(()),
-                Err(e) if status_of(&e) == Some(304) => Ok(()),
-                Err(e) => Err(Error::docker("stop", name, e)),
+            // The daemon answers once the container has stopped: allow the
+            // grace period on top of the per-call timeout.
+            let limit = grace + retry::config().call_timeout;
+            let stopped = retry::call("stop", &name, Retry::Yes, Some(limit), || {
+                docker.stop_container(&id, Some(opts.clone()))
+            })
+            .await;
+            match stopped {
+                Err(e) if e.status() == Some(304) => Ok(()),
+                other => other,
             }
         })
         .await
@@ -222,10 +229,7 @@ impl TestContainer {
         let (id, name) = (self.id.clone(), self.name.clone());
         engine::run(async move {
             let docker = engine::docker().await?;
-            let info = docker
-                .inspect_container(&id, None)
-                .await
-                .map_err(|e| Error::docker("inspect", name, e))?;
+            let info = inspect(&docker, &id, &name).await?;
             let s = info.state.unwrap_or_default();
             Ok(ContainerState {
                 status: s.status.map(|s| s.to_string()).unwrap_or_default(),
@@ -357,17 +361,23 @@ async fn start_on_engine(
     };
     engine::register_live(&guard.id, &guard.name);
     let deadline = Instant::now() + spec.startup_timeout;
-    if let Err(e) = docker.start_container(&guard.id, None).await {
-        let err = Error::docker("start", guard.name.clone(), e);
-        guard.discard(&docker).await;
-        return Err(err);
+    let started = retry::call("start", &guard.name, Retry::Yes, None, || {
+        docker.start_container(&guard.id, None)
+    })
+    .await;
+    match started {
+        // 304: a retried start whose first attempt had started it.
+        Err(e) if e.status() != Some(304) => {
+            guard.discard(&docker).await;
+            return Err(e);
+        }
+        _ => {}
     }
-    let info = match docker.inspect_container(&guard.id, None).await {
+    let info = match inspect(&docker, &guard.id, &guard.name).await {
         Ok(info) => info,
         Err(e) => {
-            let err = Error::docker("inspect", guard.name.clone(), e);
             guard.discard(&docker).await;
-            return Err(err);
+            return Err(e);
         }
     };
     guard.ports = published_ports(&info);
@@ -408,21 +418,55 @@ pub(crate) async fn create(
     image: &str,
     body: ContainerCreateBody,
 ) -> Result<String> {
-    let opts = CreateContainerOptionsBuilder::new().name(name).build();
-    match docker
-        .create_container(Some(opts.clone()), body.clone())
-        .await
-    {
-        Ok(created) => return Ok(created.id),
-        Err(e) if status_of(&e) == Some(404) => {}
-        Err(e) => return Err(Error::docker("create", name, e)),
+    match create_once(docker, name, &body).await {
+        Err(e) if e.status() == Some(404) => {}
+        other => return other,
     }
     pull(docker, image).await?;
-    docker
-        .create_container(Some(opts), body)
-        .await
-        .map(|c| c.id)
-        .map_err(|e| Error::docker("create", name, e))
+    create_once(docker, name, &body).await
+}
+
+/// One create, retried on transient failures. Every attempt uses the same
+/// name, so a retry after a lost response gets 409 "name in use": then
+/// the container of that name is ours if it carries this session's label,
+/// and the result is still exactly one container.
+async fn create_once(docker: &Docker, name: &str, body: &ContainerCreateBody) -> Result<String> {
+    let opts = CreateContainerOptionsBuilder::new().name(name).build();
+    let created = retry::call("create", name, Retry::Yes, None, || {
+        docker.create_container(Some(opts.clone()), body.clone())
+    })
+    .await;
+    match created {
+        Ok(created) => Ok(created.id),
+        Err(e) if e.status() == Some(409) => {
+            let existing = inspect(docker, name, name).await?;
+            let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+            let session = labels.and_then(|l| l.get(crate::LABEL_SESSION));
+            match (session, existing.id) {
+                (Some(s), Some(id)) if s == crate::session_id() => {
+                    tracing::debug!(
+                        name,
+                        "dockfix: a retried create found the container its lost attempt made"
+                    );
+                    Ok(id)
+                }
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Inspects a container (by id or name), retried on transient failures.
+pub(crate) async fn inspect(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+) -> Result<ContainerInspectResponse> {
+    retry::call("inspect", name, Retry::Yes, None, || {
+        docker.inspect_container(id, None)
+    })
+    .await
 }
 
 async fn pull(docker: &Docker, image: &str) -> Result<()> {
@@ -431,6 +475,7 @@ async fn pull(docker: &Docker, image: &str) -> Result<()> {
     if let Some(tag) = tag {
         opts = opts.tag(tag);
     }
+    retry::gate()?;
     let mut progress = docker.create_image(Some(opts.build()), None, None);
     while let Some(step) = progress.next().await {
         let failure = match step {

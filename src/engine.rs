@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
 
-use crate::error::{Error, Result, status_of};
+use crate::error::{Error, Result};
+use crate::retry::{self, Retry};
 
 /// Default bound on how long the exit hook waits for outstanding removals.
 const DEFAULT_EXIT_WAIT: Duration = Duration::from_secs(30);
@@ -31,7 +32,8 @@ pub(crate) const DROP_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct Engine {
     rt: tokio::runtime::Runtime,
     client: tokio::sync::OnceCell<Docker>,
-    endpoint: String,
+    /// Where the client connects; settable until it has connected.
+    endpoint: Mutex<String>,
     cleanup: Cleanup,
 }
 
@@ -67,7 +69,7 @@ pub(crate) fn get() -> Result<&'static Engine> {
         Ok(Engine {
             rt,
             client: tokio::sync::OnceCell::new(),
-            endpoint: endpoint_from_env(),
+            endpoint: Mutex::new(endpoint_from_env()),
             cleanup: Cleanup::default(),
         })
     });
@@ -126,12 +128,31 @@ pub(crate) async fn docker() -> Result<Docker> {
     let engine = get()?;
     engine
         .client
-        .get_or_try_init(|| connect(&engine.endpoint))
+        .get_or_try_init(|| connect(endpoint()))
         .await
         .cloned()
 }
 
-async fn connect(endpoint: &str) -> Result<Docker> {
+/// Points the engine at `endpoint`, unless it has already connected to
+/// another one.
+pub(crate) fn set_endpoint(endpoint: &str) -> Result<()> {
+    let engine = get()?;
+    let mut current = engine.endpoint.lock().unwrap_or_else(|p| p.into_inner());
+    if engine.client.initialized() && *current != endpoint {
+        return Err(Error::invalid(
+            "docker_host",
+            endpoint,
+            format!(
+                "dockfix is already connected to {current}; set the daemon before the first Docker call"
+            ),
+        ));
+    }
+    *current = endpoint.to_owned();
+    Ok(())
+}
+
+async fn connect(endpoint: String) -> Result<Docker> {
+    let endpoint = endpoint.as_str();
     let unavailable = |reason: String, hint: &str| Error::DockerUnavailable {
         endpoint: endpoint.to_owned(),
         reason,
@@ -143,39 +164,90 @@ async fn connect(endpoint: &str) -> Result<Docker> {
             return Err(unavailable(format!("socket {path} does not exist"), HINT));
         }
     }
-    let docker = Docker::connect_with_defaults().map_err(|e| {
+    let docker = Docker::connect_with_host(endpoint).map_err(|e| {
         unavailable(
             e.to_string(),
             "DOCKER_HOST must be unix://, tcp:// or http://",
         )
     })?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|e| unavailable(e.to_string(), HINT))
+    let negotiated = retry::call("connect", endpoint, Retry::Yes, None, || {
+        docker.clone().negotiate_version()
+    })
+    .await;
+    negotiated.map_err(|e| match e {
+        Error::Docker { message, .. } => unavailable(message, HINT),
+        other => other,
+    })
 }
 
 /// The endpoint the engine connects to.
 pub(crate) fn endpoint() -> String {
     get()
-        .map(|e| e.endpoint.clone())
+        .map(|e| e.endpoint.lock().unwrap_or_else(|p| p.into_inner()).clone())
         .unwrap_or_else(|_| endpoint_from_env())
 }
 
 /// Force-removes a container and its anonymous volumes. Already gone (404)
 /// and removal already in progress (409) count as success.
+///
+/// While the circuit breaker is open this returns [`Error::CircuitOpen`]
+/// as it is, so that a caller can wait for the probe and try again.
 pub(crate) async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
     let opts = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
         .build();
-    match docker.remove_container(id, Some(opts)).await {
+    let removed = retry::call("remove", id, Retry::Yes, None, || {
+        docker.remove_container(id, Some(opts.clone()))
+    })
+    .await;
+    match removed {
         Ok(()) => Ok(()),
-        Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+        Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(()),
+        Err(e @ Error::CircuitOpen { .. }) => Err(e),
         Err(e) => Err(Error::CleanupFailed {
             container: id.to_owned(),
             message: e.to_string(),
         }),
+    }
+}
+
+/// How long a Drop-time removal keeps trying while the daemon fails.
+static REMOVE_DEADLINE: LazyLock<Duration> = LazyLock::new(|| {
+    std::env::var("DOCKFIX_REMOVE_DEADLINE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(60))
+});
+
+/// A removal that outlasts an open breaker and a daemon that fails for a
+/// while: it waits for the breaker's next probe and tries again, until
+/// `REMOVE_DEADLINE`. Past it, the error is returned and the container
+/// stays labelled for the sweep.
+async fn remove_patiently(id: &str) -> Result<()> {
+    let deadline = Instant::now() + *REMOVE_DEADLINE;
+    loop {
+        let result = match docker().await {
+            Ok(docker) => force_remove(&docker, id).await,
+            Err(e) => Err(e),
+        };
+        let wait = match &result {
+            Ok(()) => return Ok(()),
+            Err(Error::CircuitOpen { next_probe_in, .. }) => {
+                (*next_probe_in).max(Duration::from_millis(50))
+            }
+            Err(Error::DockerUnavailable { .. }) => Duration::from_millis(500),
+            Err(Error::CleanupFailed { .. }) if retry::open_for_another().is_some() => {
+                Duration::from_millis(200)
+            }
+            Err(_) => return result,
+        };
+        if Instant::now() + wait > deadline {
+            return result;
+        }
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -285,10 +357,7 @@ pub(crate) fn remove_in_background(id: String, name: String, wait: bool) {
     let ticket = removal.as_ref().map_or(0, |r| r.ticket);
     engine.rt.spawn(async move {
         let _removal = removal;
-        let result = match docker().await {
-            Ok(docker) => force_remove(&docker, &id).await,
-            Err(e) => Err(e),
-        };
+        let result = remove_patiently(&id).await;
         if let Err(e) = result {
             eprintln!(
                 "dockfix: could not remove container {name} ({id}): {e}; it stays labelled for `dockfix sweep`"

@@ -86,6 +86,23 @@ pub enum Error {
         killed: bool,
     },
 
+    /// The circuit breaker is open: recent calls to the daemon failed, so
+    /// this one was refused without trying. It is retried by nothing; the
+    /// next call after the cool-down probes the daemon.
+    #[error(
+        "docker daemon at {endpoint} is failing: circuit open for {open_for:.1?} after {failures} consecutive failures; next probe in {next_probe_in:.1?}"
+    )]
+    CircuitOpen {
+        /// The daemon endpoint.
+        endpoint: String,
+        /// Consecutive transient failures seen.
+        failures: u32,
+        /// How long the circuit has been open.
+        open_for: Duration,
+        /// When the next probe call may go through.
+        next_probe_in: Duration,
+    },
+
     /// A checked exec exited non-zero.
     #[error(
         "exec `{command}` in {container} exited with code {exit_code}{}",
@@ -182,14 +199,6 @@ impl Error {
             status,
             message,
         }
-    }
-}
-
-/// The status code of a bollard error that is a Docker answer.
-pub(crate) fn status_of(err: &bollard::errors::Error) -> Option<u16> {
-    match err {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
     }
 }
 

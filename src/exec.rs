@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::engine;
 use crate::error::{Error, Result, command_line, tail};
+use crate::retry::{self, Retry};
 
 /// How many lines of stderr an [`Error::ExecFailed`] carries.
 const STDERR_TAIL: usize = 20;
@@ -191,27 +192,26 @@ pub(crate) async fn run(
     req: ExecRequest,
 ) -> Result<ExecOutput> {
     let command = command_line(&req.cmd);
-    let created = docker
-        .create_exec(
-            id,
-            CreateExecOptions {
-                attach_stdin: Some(req.stdin.is_some()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                env: (!req.env.is_empty()).then(|| req.env.clone()),
-                cmd: Some(req.cmd.clone()),
-                user: req.user.clone(),
-                working_dir: req.working_dir.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| Error::docker("exec", name, e))?;
+    let options = CreateExecOptions {
+        attach_stdin: Some(req.stdin.is_some()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        env: (!req.env.is_empty()).then(|| req.env.clone()),
+        cmd: Some(req.cmd.clone()),
+        user: req.user.clone(),
+        working_dir: req.working_dir.clone(),
+        ..Default::default()
+    };
+    let created = retry::call("exec", name, Retry::Yes, None, || {
+        docker.create_exec(id, options.clone())
+    })
+    .await?;
     let exec_id = created.id;
-    let started = docker
-        .start_exec(&exec_id, None)
-        .await
-        .map_err(|e| Error::docker("exec start", name, e))?;
+    // Not retried: a second start would run the command twice.
+    let started = retry::call("exec start", name, Retry::No, None, || {
+        docker.start_exec(&exec_id, None)
+    })
+    .await?;
     let StartExecResults::Attached {
         mut output,
         mut input,
@@ -289,10 +289,7 @@ pub(crate) async fn run(
 async fn exit_code(docker: &Docker, exec_id: &str, name: &str) -> Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = docker
-            .inspect_exec(exec_id)
-            .await
-            .map_err(|e| Error::docker("exec inspect", name, e))?;
+        let info = inspect_exec(docker, exec_id, name).await?;
         if info.running != Some(true) {
             if let Some(code) = info.exit_code {
                 return Ok(code);
@@ -310,13 +307,24 @@ async fn exit_code(docker: &Docker, exec_id: &str, name: &str) -> Result<i64> {
     }
 }
 
+async fn inspect_exec(
+    docker: &Docker,
+    exec_id: &str,
+    name: &str,
+) -> Result<bollard::models::ExecInspectResponse> {
+    retry::call("exec inspect", name, Retry::Yes, None, || {
+        docker.inspect_exec(exec_id)
+    })
+    .await
+}
+
 /// Kills a timed-out exec and everything it started. Docker has no API to
 /// stop an exec, so this signals the process directly: the daemon reports
 /// its host pid, which is reachable when the daemon runs on this machine
 /// (checked against the process's cgroup, so a pid from another machine's
 /// namespace is never signalled). Returns whether the process is gone.
 async fn kill_exec(docker: &Docker, container_id: &str, exec_id: &str) -> bool {
-    let Ok(info) = docker.inspect_exec(exec_id).await else {
+    let Ok(info) = inspect_exec(docker, exec_id, container_id).await else {
         return false;
     };
     if info.running == Some(false) {
@@ -338,7 +346,7 @@ async fn kill_exec(docker: &Docker, container_id: &str, exec_id: &str) -> bool {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        match docker.inspect_exec(exec_id).await {
+        match inspect_exec(docker, exec_id, container_id).await {
             Ok(info) if info.running == Some(false) => return true,
             Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             Err(_) => return false,

@@ -75,6 +75,7 @@ mod exec;
 mod labels;
 mod logs;
 mod ready;
+mod retry;
 mod spec;
 mod sweep;
 mod sys;
@@ -88,6 +89,7 @@ pub use labels::{
 };
 pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub use ready::WaitFor;
+pub use retry::{BreakerState, Config, Stats, stats};
 pub use spec::{BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT};
 pub use sweep::{
     ManagedResource, Owner, ResourceKind, Sweep, SweepCandidate, SweepReason, SweepReport,

@@ -144,6 +144,7 @@ pub(crate) async fn collect(
         .stderr(true)
         .tail(&tail)
         .build();
+    crate::retry::gate()?;
     let mut frames = docker.logs(id, Some(opts));
     let mut logs = Logs::default();
     let (mut out, mut err) = (Vec::new(), Vec::new());

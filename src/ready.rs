@@ -219,6 +219,7 @@ async fn wait_one(
 ) -> std::result::Result<(), String> {
     match condition {
         WaitFor::LogLine { text, times } => {
+            crate::retry::gate().map_err(|e| e.to_string())?;
             let mut lines = logs::line_stream(docker.clone(), id.to_owned(), true, None);
             let mut seen = 0;
             while let Some(line) = lines.next().await {

@@ -21,11 +21,12 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use crate::engine;
-use crate::error::{Error, Result, status_of};
+use crate::error::{Error, Result};
 use crate::labels::{
     LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_POOL, LABEL_SESSION, LABEL_TTL,
     LABEL_VERSION, hostname,
 };
+use crate::retry::{self, Retry};
 
 /// How many removals a sweep runs at once.
 const CONCURRENT_REMOVALS: usize = 8;
@@ -587,27 +588,26 @@ pub async fn list_managed() -> Result<Vec<ManagedResource>> {
 
 async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedResource>> {
     let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| Error::docker("list", "managed containers", e))?;
-    let networks = docker
-        .list_networks(Some(
+    let containers = retry::call("list", "managed containers", Retry::Yes, None, || {
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker.list_containers(Some(opts))
+    })
+    .await?;
+    let networks = retry::call("list", "managed networks", Retry::Yes, None, || {
+        docker.list_networks(Some(
             ListNetworksOptionsBuilder::new().filters(&filters).build(),
         ))
-        .await
-        .map_err(|e| Error::docker("list", "managed networks", e))?;
-    let volumes = docker
-        .list_volumes(Some(
+    })
+    .await?;
+    let volumes = retry::call("list", "managed volumes", Retry::Yes, None, || {
+        docker.list_volumes(Some(
             ListVolumesOptionsBuilder::new().filters(&filters).build(),
         ))
-        .await
-        .map_err(|e| Error::docker("list", "managed volumes", e))?;
+    })
+    .await?;
     let mut managed: Vec<ManagedResource> = containers
         .into_iter()
         .filter_map(ManagedResource::from_summary)
@@ -658,16 +658,22 @@ async fn remove_resource(docker: &Docker, r: &ManagedResource) -> std::result::R
                     other => other.to_string(),
                 });
         }
-        ResourceKind::Network => docker.remove_network(&r.id).await,
+        ResourceKind::Network => {
+            retry::call("remove network", &r.name, Retry::Yes, None, || {
+                docker.remove_network(&r.id)
+            })
+            .await
+        }
         ResourceKind::Volume => {
-            docker
-                .remove_volume(&r.id, None::<RemoveVolumeOptions>)
-                .await
+            retry::call("remove volume", &r.name, Retry::Yes, None, || {
+                docker.remove_volume(&r.id, None::<RemoveVolumeOptions>)
+            })
+            .await
         }
     };
     match result {
         Ok(()) => Ok(()),
-        Err(e) if status_of(&e) == Some(404) => Ok(()),
+        Err(e) if e.status() == Some(404) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -373,11 +373,15 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
         fake(&case, Some(owner())).await,
         fake(&case, Some(owner())).await,
     ];
-    // The daemon itself answers 500 to the removal of one container.
+    // The daemon itself answers 500 to the removal of one container. A
+    // 500 is retried, so the sweep is given few attempts.
     let proxy = support::proxy::FailRemoveProxy::start(&resisting);
     let host_env = proxy.docker_host();
-    let (code, removed, failed) =
-        sweep_json(&["--session", &session], &[("DOCKER_HOST", &host_env)]).await;
+    let env = [
+        ("DOCKER_HOST", host_env.as_str()),
+        ("DOCKFIX_RETRY_MAX_ATTEMPTS", "3"),
+    ];
+    let (code, removed, failed) = sweep_json(&["--session", &session], &env).await;
     assert_eq!(code, 1);
     assert_eq!(
         ids(&removed),
@@ -385,15 +389,12 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
     );
     assert_eq!(ids(&failed), BTreeSet::from([resisting.clone()]));
     assert!(
-        failed[&resisting].contains("injected failure"),
+        failed[&resisting].contains("injected failure")
+            && failed[&resisting].contains("gave up after 3 attempts"),
         "{failed:?}"
     );
 
-    let (code, text) = cli(
-        &["sweep", "--session", &session],
-        &[("DOCKER_HOST", &host_env)],
-    )
-    .await;
+    let (code, text) = cli(&["sweep", "--session", &session], &env).await;
     assert_eq!(code, 1);
     assert!(
         text.contains("FAILED to remove") && text.contains("injected failure"),
