@@ -174,8 +174,17 @@ async fn connect(endpoint: String) -> Result<Docker> {
         docker.clone().negotiate_version()
     })
     .await;
+    // Never connected yet: whatever failed, the daemon is unavailable.
     negotiated.map_err(|e| match e {
         Error::Docker { message, .. } => unavailable(message, HINT),
+        Error::CircuitOpen {
+            failures,
+            next_probe_in,
+            ..
+        } => unavailable(
+            format!("{failures} attempts in a row failed; the next try is in {next_probe_in:.1?}"),
+            HINT,
+        ),
         other => other,
     })
 }
@@ -189,10 +198,14 @@ pub(crate) fn endpoint() -> String {
 
 /// Force-removes a container and its anonymous volumes. Already gone (404)
 /// and removal already in progress (409) count as success.
-///
-/// While the circuit breaker is open this returns [`Error::CircuitOpen`]
-/// as it is, so that a caller can wait for the probe and try again.
 pub(crate) async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
+    remove_once(docker, id)
+        .await
+        .map_err(|e| cleanup_failed(id, e))
+}
+
+/// One removal through the retry layer, with the layer's error as it is.
+async fn remove_once(docker: &Docker, id: &str) -> Result<()> {
     let opts = RemoveContainerOptionsBuilder::new()
         .force(true)
         .v(true)
@@ -202,13 +215,24 @@ pub(crate) async fn force_remove(docker: &Docker, id: &str) -> Result<()> {
     })
     .await;
     match removed {
-        Ok(()) => Ok(()),
         Err(e) if matches!(e.status(), Some(404 | 409)) => Ok(()),
-        Err(e @ Error::CircuitOpen { .. }) => Err(e),
-        Err(e) => Err(Error::CleanupFailed {
-            container: id.to_owned(),
-            message: e.to_string(),
-        }),
+        other => other,
+    }
+}
+
+fn cleanup_failed(id: &str, e: Error) -> Error {
+    let message = match e {
+        Error::Docker {
+            status: Some(status),
+            message,
+            ..
+        } => format!("status {status}: {message}"),
+        Error::Docker { message, .. } => message,
+        other => other.to_string(),
+    };
+    Error::CleanupFailed {
+        container: id.to_owned(),
+        message,
     }
 }
 
@@ -222,15 +246,16 @@ static REMOVE_DEADLINE: LazyLock<Duration> = LazyLock::new(|| {
         .unwrap_or(Duration::from_secs(60))
 });
 
-/// A removal that outlasts an open breaker and a daemon that fails for a
-/// while: it waits for the breaker's next probe and tries again, until
-/// `REMOVE_DEADLINE`. Past it, the error is returned and the container
-/// stays labelled for the sweep.
+/// A removal that outlasts a daemon that fails for a while: past the retry
+/// layer's own attempts it waits (for the breaker's next probe, while that
+/// is open) and tries again, until `DOCKFIX_REMOVE_DEADLINE` (60 s by
+/// default). Then it returns the error, and the container stays labelled
+/// for the sweep. A refusal that cannot heal (a 4xx) returns at once.
 async fn remove_patiently(id: &str) -> Result<()> {
     let deadline = Instant::now() + *REMOVE_DEADLINE;
     loop {
         let result = match docker().await {
-            Ok(docker) => force_remove(&docker, id).await,
+            Ok(docker) => remove_once(&docker, id).await,
             Err(e) => Err(e),
         };
         let wait = match &result {
@@ -239,13 +264,13 @@ async fn remove_patiently(id: &str) -> Result<()> {
                 (*next_probe_in).max(Duration::from_millis(50))
             }
             Err(Error::DockerUnavailable { .. }) => Duration::from_millis(500),
-            Err(Error::CleanupFailed { .. }) if retry::open_for_another().is_some() => {
-                Duration::from_millis(200)
+            Err(Error::Docker { status, .. }) if status.is_none_or(|s| s >= 500) => {
+                Duration::from_millis(500)
             }
-            Err(_) => return result,
+            Err(_) => return result.map_err(|e| cleanup_failed(id, e)),
         };
         if Instant::now() + wait > deadline {
-            return result;
+            return result.map_err(|e| cleanup_failed(id, e));
         }
         tokio::time::sleep(wait).await;
     }

@@ -89,7 +89,7 @@ pub use labels::{
 };
 pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub use ready::WaitFor;
-pub use retry::{BreakerState, Config, Stats, stats};
+pub use retry::{__layer_cost, BreakerState, Config, Stats, stats};
 pub use spec::{BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT};
 pub use sweep::{
     ManagedResource, Owner, ResourceKind, Sweep, SweepCandidate, SweepReason, SweepReport,

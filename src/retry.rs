@@ -262,6 +262,7 @@ pub(crate) fn is_transient(err: &bollard::errors::Error) -> bool {
     match err {
         B::DockerResponseServerError { status_code, .. } => *status_code >= 500,
         B::HyperResponseError { .. }
+        | B::HyperLegacyError { .. }
         | B::HttpClientError { .. }
         | B::IOError { .. }
         | B::RequestTimeoutError => true,
@@ -288,13 +289,22 @@ where
     let started = Instant::now();
     let mut delays = cfg.schedule();
     let mut attempts = 0u32;
+    let mut last: Option<Failure> = None;
     STATS.calls.fetch_add(1, Ordering::Relaxed);
     loop {
         attempts += 1;
-        let permit = BREAKER.admit(Instant::now(), &cfg).map_err(|open| {
-            STATS.circuit_rejections.fetch_add(1, Ordering::Relaxed);
-            open.into_error()
-        })?;
+        let permit = match BREAKER.admit(Instant::now(), &cfg) {
+            Ok(permit) => permit,
+            // This call's own failures opened the breaker: report them.
+            Err(_) if last.is_some() => {
+                let failure = last.take().expect("checked above");
+                return Err(failure.into_error(op, target, attempts - 1, started.elapsed()));
+            }
+            Err(open) => {
+                STATS.circuit_rejections.fetch_add(1, Ordering::Relaxed);
+                return Err(open.into_error());
+            }
+        };
         let failure = match tokio::time::timeout(limit, attempt()).await {
             Ok(Ok(value)) => {
                 permit.record(true, &cfg);
@@ -324,6 +334,7 @@ where
         };
         STATS.retries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(op, target, attempt = attempts, ?delay, error = %failure, "dockfix: retrying a transient Docker failure");
+        last = Some(failure);
         tokio::time::sleep(delay).await;
     }
 }
@@ -632,15 +643,6 @@ pub(crate) fn gate() -> Result<()> {
     }
 }
 
-/// How long until the breaker lets a probe through, if it is open.
-pub(crate) fn open_for_another() -> Option<Duration> {
-    match BREAKER.state(Instant::now()) {
-        BreakerState::Open { next_probe_in, .. } => Some(next_probe_in),
-        BreakerState::HalfOpen => Some(Duration::from_millis(100)),
-        BreakerState::Closed => None,
-    }
-}
-
 #[derive(Debug, Default)]
 struct Counters {
     calls: AtomicU64,
@@ -689,6 +691,27 @@ pub fn stats() -> Stats {
         breaker_opened: BREAKER.opened.load(Ordering::Relaxed),
         breaker: BREAKER.state(Instant::now()),
     }
+}
+
+/// The cost of this layer around a call that succeeds at once: `calls`
+/// samples of the layer, and as many of the bare call, each timed on the
+/// engine. For the benchmark; not part of the API.
+#[doc(hidden)]
+pub async fn __layer_cost(calls: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    crate::engine::run(async move {
+        let ready = || async { Ok::<(), bollard::errors::Error>(()) };
+        let (mut layered, mut bare) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+        for _ in 0..calls {
+            let t = Instant::now();
+            call("bench", "bench", Retry::Yes, None, ready).await?;
+            layered.push(t.elapsed());
+            let t = Instant::now();
+            let _ = ready().await;
+            bare.push(t.elapsed());
+        }
+        Ok((layered, bare))
+    })
+    .await
 }
 
 #[cfg(test)]

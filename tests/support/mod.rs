@@ -221,4 +221,5 @@ impl Drop for TempDir {
     }
 }
 
+pub mod fault_proxy;
 pub mod proxy;
