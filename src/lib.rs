@@ -58,6 +58,8 @@
 //! | `DOCKER_HOST` | the daemon: `unix:///path` or `tcp://host:port` (default `unix:///var/run/docker.sock`) |
 //! | `DOCKFIX_KEEP=1` | dropped guards leave their containers running, for debugging |
 //! | `DOCKFIX_DROP=wait` | Drop blocks until the container is removed |
+//! | `DOCKFIX_REMOVE_DEADLINE` | seconds a Drop-time removal keeps trying while the daemon fails (default 60) |
+//! | `DOCKFIX_RETRY_*`, `DOCKFIX_CALL_TIMEOUT_MS`, `DOCKFIX_BREAKER_*` | retry, timeout and circuit-breaker settings (see [`Config`]) |
 //! | `DOCKFIX_REMOVE_ON_KILL=1` | every container is removed within about a second of the process dying, even by SIGKILL (see [`ContainerSpec::remove_on_kill`]) |
 //! | `DOCKFIX_ANCHOR_IMAGE` | the image of the anchor container behind `remove_on_kill` (default: the container's own image; it needs `cat`) |
 //! | `DOCKFIX_SWEEP_ON_START=0` | the first start of a process does not remove this host's orphaned containers |

@@ -920,6 +920,22 @@ mod tests {
     }
 
     #[test]
+    fn ttl_is_written_to_its_label_in_whole_seconds() {
+        let labels = |s: ContainerSpec| s.create_body().unwrap().labels.unwrap();
+        assert_eq!(
+            labels(ContainerSpec::new("img").ttl(Duration::from_secs(90)))["dockfix.ttl"],
+            "90"
+        );
+        assert!(!labels(ContainerSpec::new("img")).contains_key("dockfix.ttl"));
+        assert!(
+            ContainerSpec::new("img")
+                .ttl(Duration::from_millis(500))
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
     fn host_gateway_is_added_by_default_and_can_be_turned_off() {
         let hosts = |s: ContainerSpec| s.create_body().unwrap().host_config.unwrap().extra_hosts;
         let on = hosts(ContainerSpec::new("img")).unwrap_or_default();
