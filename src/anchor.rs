@@ -55,7 +55,7 @@ async fn start(docker: &Docker, image: &str) -> Result<String> {
         open_stdin: Some(true),
         stdin_once: Some(true),
         attach_stdin: Some(true),
-        labels: Some(labels::owner_labels(&Default::default(), None)),
+        labels: Some(labels::owner_labels(&Default::default(), None, None)),
         host_config: Some(HostConfig {
             auto_remove: Some(true),
             network_mode: Some("none".to_owned()),

@@ -103,6 +103,26 @@ pub enum Error {
         next_probe_in: Duration,
     },
 
+    /// No pool member came back within the acquire timeout.
+    #[error(
+        "pool {pool} had no free container within {waited:?}: all {max_size} are in use; raise max_size, return holders sooner, or raise acquire_timeout"
+    )]
+    PoolTimeout {
+        /// The pool's name.
+        pool: String,
+        /// Its size limit.
+        max_size: usize,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// The pool was closed.
+    #[error("pool {pool} is closed")]
+    PoolClosed {
+        /// The pool's name.
+        pool: String,
+    },
+
     /// A checked exec exited non-zero.
     #[error(
         "exec `{command}` in {container} exited with code {exit_code}{}",

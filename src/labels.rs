@@ -62,6 +62,7 @@ pub(crate) fn hostname() -> &'static str {
 pub(crate) fn owner_labels(
     user: &HashMap<String, String>,
     ttl: Option<std::time::Duration>,
+    pool: Option<&str>,
 ) -> HashMap<String, String> {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -80,6 +81,9 @@ pub(crate) fn owner_labels(
     }
     if let Some(ttl) = ttl {
         labels.insert(LABEL_TTL.to_owned(), ttl.as_secs().to_string());
+    }
+    if let Some(pool) = pool {
+        labels.insert(LABEL_POOL.to_owned(), pool.to_owned());
     }
     labels
 }
@@ -107,7 +111,7 @@ mod tests {
     fn owner_labels_override_nothing_but_add_all_keys() {
         let mut user = HashMap::new();
         user.insert("team".to_owned(), "db".to_owned());
-        let labels = owner_labels(&user, None);
+        let labels = owner_labels(&user, None, None);
         assert_eq!(labels["team"], "db");
         for k in [
             LABEL_MANAGED,

@@ -76,6 +76,7 @@ mod error;
 mod exec;
 mod labels;
 mod logs;
+mod pool;
 mod ready;
 mod retry;
 mod spec;
@@ -90,6 +91,7 @@ pub use labels::{
     LABEL_VERSION, session_id,
 };
 pub use logs::{LogLine, LogSource, LogStream, Logs};
+pub use pool::{ContainerPool, PoolBuilder, PoolStats, PooledContainer, Reset, ResetFuture};
 pub use ready::WaitFor;
 pub use retry::{__layer_cost, BreakerState, Config, Stats, stats};
 pub use spec::{BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT};

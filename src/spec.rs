@@ -236,6 +236,8 @@ pub struct ContainerSpec {
     pub(crate) wait_on_drop: bool,
     pub(crate) remove_on_kill: bool,
     ttl: Option<Duration>,
+    /// The pool this spec's containers belong to, for `dockfix.pool`.
+    pub(crate) pool: Option<String>,
     invalid: Option<Invalid>,
 }
 
@@ -268,6 +270,7 @@ impl ContainerSpec {
             remove_on_kill: std::env::var("DOCKFIX_REMOVE_ON_KILL")
                 .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
             ttl: None,
+            pool: None,
             invalid: None,
         }
     }
@@ -717,7 +720,11 @@ impl ContainerSpec {
             env: (!self.env.is_empty()).then(|| self.env.clone()),
             working_dir: self.working_dir.clone(),
             user: self.user.clone(),
-            labels: Some(labels::owner_labels(&self.labels, self.ttl)),
+            labels: Some(labels::owner_labels(
+                &self.labels,
+                self.ttl,
+                self.pool.as_deref(),
+            )),
             exposed_ports: (!self.exposed.is_empty())
                 .then(|| self.exposed.iter().map(|p| format!("{p}/tcp")).collect()),
             healthcheck: self.healthcheck.clone(),

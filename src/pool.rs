@@ -1,0 +1,685 @@
+//! `ContainerPool`: warm, reset, interchangeable containers, handed out
+//! one holder at a time within a process.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::container::{ContainerState, TestContainer};
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::exec::Exec;
+use crate::logs::Logs;
+use crate::spec::ContainerSpec;
+
+/// The future a [`Reset::with`] closure returns.
+pub type ResetFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+type ResetFn = dyn for<'a> Fn(&'a TestContainer) -> ResetFuture<'a> + Send + Sync;
+
+/// How a returned container is made fit for its next holder.
+///
+/// A reset that fails, or a container that is not running afterwards, is
+/// destroyed and replaced, never handed out again.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Reset {
+    /// Nothing: the next holder gets the container as it was left.
+    None,
+    /// Run this command; it must exit 0 (e.g. `sh -c 'rm -rf /data/*'`).
+    Exec(Vec<String>),
+    /// Destroy the container and start a fresh one.
+    Recreate,
+    /// Run this async closure on the container.
+    With(Arc<ResetFn>),
+}
+
+impl Reset {
+    /// A reset command.
+    pub fn exec<I, S>(cmd: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Reset::Exec(cmd.into_iter().map(Into::into).collect())
+    }
+
+    /// A reset closure, e.g.
+    /// `Reset::with(|c| Box::pin(async move { c.exec_ok(["psql", "-c", "truncate t"]).await.map(drop) }))`.
+    pub fn with(
+        f: impl for<'a> Fn(&'a TestContainer) -> ResetFuture<'a> + Send + Sync + 'static,
+    ) -> Self {
+        Reset::With(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reset::None => f.write_str("None"),
+            Reset::Exec(cmd) => f.debug_tuple("Exec").field(cmd).finish(),
+            Reset::Recreate => f.write_str("Recreate"),
+            Reset::With(_) => f.write_str("With(..)"),
+        }
+    }
+}
+
+/// Builds a [`ContainerPool`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()`"]
+pub struct PoolBuilder {
+    name: String,
+    spec: ContainerSpec,
+    min_idle: usize,
+    max_size: usize,
+    reset: Reset,
+    acquire_timeout: Duration,
+}
+
+impl PoolBuilder {
+    /// How many idle containers to keep warm (default 1). They are started
+    /// in the background when the pool is first used.
+    pub fn min_idle(mut self, n: usize) -> Self {
+        self.min_idle = n;
+        self
+    }
+
+    /// How many containers the pool holds at most, idle and in use
+    /// (default 4, at least 1).
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.max_size = n.max(1);
+        self
+    }
+
+    /// How a returned container is reset (default [`Reset::None`]).
+    pub fn reset(mut self, reset: Reset) -> Self {
+        self.reset = reset;
+        self
+    }
+
+    /// How long `acquire()` waits for a container when all are in use
+    /// (default 60 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The pool. Nothing is started until it is first used.
+    pub fn build(self) -> ContainerPool {
+        let mut spec = self.spec;
+        spec.pool = Some(self.name.clone());
+        ContainerPool {
+            inner: Arc::new(Inner {
+                name: self.name,
+                spec,
+                min_idle: self.min_idle.min(self.max_size),
+                max_size: self.max_size,
+                reset: self.reset,
+                acquire_timeout: self.acquire_timeout,
+                state: Mutex::new(State::default()),
+                counters: Counters::default(),
+            }),
+        }
+    }
+}
+
+/// A pool of warm containers started from one spec, handed out to one
+/// holder at a time and reset between holders.
+///
+/// `acquire()` returns a [`PooledContainer`] at once when one is idle;
+/// otherwise it starts one (up to `max_size`) or waits, first come first
+/// served, for one to come back. Dropping the `PooledContainer` returns the
+/// container: it is reset in the background and handed to the next waiter
+/// or kept idle. A failed reset, a container that stopped, or one its
+/// holder [`taint`](PooledContainer::taint)ed is destroyed and replaced.
+///
+/// A pool is `Clone` (one pool, many handles) and works from a `static`,
+/// which is how a suite shares it. Members are labelled
+/// `dockfix.pool=<name>` with the usual owner labels.
+///
+/// # What is left behind, and what removes it
+///
+/// [`close()`](ContainerPool::close) removes every member. A pool in a
+/// `static` is never dropped: when the process exits normally, the exit
+/// hook removes its members with every other container of the process.
+/// After a killed run, its members are orphans (their owner pid is gone)
+/// and the next dockfix process on the host removes them at start-up, as
+/// `dockfix sweep` does.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::LazyLock;
+/// use dockfix::{ContainerPool, ContainerSpec, Reset};
+///
+/// static DATA: LazyLock<ContainerPool> = LazyLock::new(|| {
+///     ContainerPool::builder(
+///         "data",
+///         ContainerSpec::new("dockfix-test/busybox:latest").cmd(["sleep", "infinity"]),
+///     )
+///     .min_idle(2)
+///     .max_size(4)
+///     .reset(Reset::exec(["sh", "-c", "rm -rf /tmp/*"]))
+///     .build()
+/// });
+///
+/// # async fn demo() -> dockfix::Result<()> {
+/// let c = DATA.acquire().await?; // warm; reset since its last holder
+/// c.exec_ok(["touch", "/tmp/mine"]).await?;
+/// # Ok(()) }
+/// // dropping `c` returns the container; it is reset in the background
+/// ```
+#[derive(Debug, Clone)]
+pub struct ContainerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    spec: ContainerSpec,
+    min_idle: usize,
+    max_size: usize,
+    reset: Reset,
+    acquire_timeout: Duration,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("max_size", &self.max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    idle: VecDeque<TestContainer>,
+    /// Every member: idle, in use, being started, being reset.
+    total: usize,
+    in_use: usize,
+    waiters: VecDeque<tokio::sync::oneshot::Sender<TestContainer>>,
+    prewarmed: bool,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    created: AtomicU64,
+    destroyed: AtomicU64,
+    resets: AtomicU64,
+    waits: AtomicU64,
+    acquired: AtomicU64,
+}
+
+/// A pool's counters and its current occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Members: idle, in use, starting or being reset.
+    pub size: usize,
+    /// Members waiting for a holder.
+    pub idle: usize,
+    /// Members held.
+    pub in_use: usize,
+    /// Containers started for the pool.
+    pub created: u64,
+    /// Containers destroyed (tainted, failed reset, died, recreated, closed).
+    pub destroyed: u64,
+    /// Resets run.
+    pub resets: u64,
+    /// Acquisitions that had to wait for a returned container.
+    pub waits: u64,
+    /// Acquisitions served.
+    pub acquired: u64,
+}
+
+enum Next {
+    Take(TestContainer),
+    Start,
+    Wait(tokio::sync::oneshot::Receiver<TestContainer>),
+}
+
+impl ContainerPool {
+    /// A builder for a pool called `name` (a label value, and the name
+    /// errors use) of containers started from `spec`.
+    pub fn builder(name: impl Into<String>, spec: ContainerSpec) -> PoolBuilder {
+        PoolBuilder {
+            name: name.into(),
+            spec,
+            min_idle: 1,
+            max_size: 4,
+            reset: Reset::None,
+            acquire_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A warm, running container, reset since its last holder.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolTimeout`] when none came back within the acquire
+    /// timeout; [`Error::PoolClosed`] after `close()`; any error of
+    /// [`ContainerSpec::start`] when a new member fails to start.
+    pub async fn acquire(&self) -> Result<PooledContainer> {
+        let inner = self.inner.clone();
+        engine::run(async move { Inner::acquire(inner).await }).await
+    }
+
+    /// Starts `min_idle` members in the background, if the pool has not
+    /// done so yet (the first `acquire()` does it too).
+    pub fn prewarm(&self) {
+        Inner::prewarm(&self.inner);
+    }
+
+    /// The pool's counters and occupancy.
+    pub fn stats(&self) -> PoolStats {
+        let state = self.inner.lock();
+        let c = &self.inner.counters;
+        PoolStats {
+            size: state.total,
+            idle: state.idle.len(),
+            in_use: state.in_use,
+            created: c.created.load(Ordering::Relaxed),
+            destroyed: c.destroyed.load(Ordering::Relaxed),
+            resets: c.resets.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            acquired: c.acquired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Removes every idle member now, fails every waiter, and makes members
+    /// in use go when they are returned. Later `acquire()`s fail.
+    ///
+    /// # Errors
+    ///
+    /// The first removal that failed (the others are still attempted).
+    pub async fn close(&self) -> Result<()> {
+        let idle: Vec<TestContainer> = {
+            let mut state = self.inner.lock();
+            state.closed = true;
+            state.waiters.clear();
+            let idle: Vec<_> = state.idle.drain(..).collect();
+            state.total -= idle.len();
+            idle
+        };
+        self.inner
+            .counters
+            .destroyed
+            .fetch_add(idle.len() as u64, Ordering::Relaxed);
+        tracing::debug!(pool = %self.inner.name, members = idle.len(), "dockfix: pool closed");
+        let results = futures::future::join_all(idle.into_iter().map(TestContainer::remove)).await;
+        // Members being started or reset right now are removed as they
+        // finish; wait for them (bounded), not for the ones still held.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let settled = {
+                let state = self.inner.lock();
+                state.total == state.in_use
+            };
+            if settled {
+                break;
+            }
+            engine::run(async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(())
+            })
+            .await?;
+        }
+        results.into_iter().collect::<Result<Vec<()>>>().map(drop)
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn prewarm(this: &Arc<Inner>) {
+        let missing = {
+            let mut state = this.lock();
+            if state.prewarmed || state.closed {
+                return;
+            }
+            state.prewarmed = true;
+            let missing = this
+                .min_idle
+                .saturating_sub(state.idle.len())
+                .min(this.max_size - state.total);
+            state.total += missing;
+            missing
+        };
+        for _ in 0..missing {
+            Inner::start_member(this.clone());
+        }
+    }
+
+    /// Starts a member in the background (its slot already counted) and
+    /// hands it to a waiter or keeps it idle.
+    fn start_member(this: Arc<Inner>) {
+        let Ok(engine) = engine::get() else {
+            this.lock().total -= 1;
+            return;
+        };
+        engine.spawn(async move {
+            match this.spec.clone().start().await {
+                Ok(c) => {
+                    this.counters.created.fetch_add(1, Ordering::Relaxed);
+                    if this.lock().closed {
+                        return Inner::retire(&this, c).await;
+                    }
+                    Inner::put_back(&this, c);
+                }
+                Err(e) => {
+                    tracing::debug!(pool = %this.name, error = %e, "dockfix: a pool member failed to start");
+                    this.lock().total -= 1;
+                }
+            }
+        });
+    }
+
+    async fn acquire(this: Arc<Inner>) -> Result<PooledContainer> {
+        Inner::prewarm(&this);
+        let deadline = Instant::now() + this.acquire_timeout;
+        loop {
+            let next = {
+                let mut state = this.lock();
+                if state.closed {
+                    return Err(Error::PoolClosed {
+                        pool: this.name.clone(),
+                    });
+                }
+                if let Some(c) = state.idle.pop_front() {
+                    Next::Take(c)
+                } else if state.total < this.max_size {
+                    state.total += 1;
+                    Next::Start
+                } else {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    state.waiters.push_back(tx);
+                    Next::Wait(rx)
+                }
+            };
+            let container = match next {
+                Next::Take(c) => c,
+                Next::Start => match this.spec.clone().start().await {
+                    Ok(c) => {
+                        this.counters.created.fetch_add(1, Ordering::Relaxed);
+                        c
+                    }
+                    Err(e) => {
+                        this.lock().total -= 1;
+                        return Err(e);
+                    }
+                },
+                Next::Wait(mut rx) => {
+                    this.counters.waits.fetch_add(1, Ordering::Relaxed);
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(remaining, &mut rx).await {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(_)) => {
+                            return Err(Error::PoolClosed {
+                                pool: this.name.clone(),
+                            });
+                        }
+                        Err(_) => {
+                            // A container sent just as the time ran out is
+                            // still taken, not lost.
+                            rx.close();
+                            match rx.try_recv() {
+                                Ok(c) => c,
+                                Err(_) => {
+                                    return Err(Error::PoolTimeout {
+                                        pool: this.name.clone(),
+                                        max_size: this.max_size,
+                                        waited: this.acquire_timeout,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            // A container that died while idle is never handed out.
+            match container.state().await {
+                Ok(s) if s.running => {
+                    this.lock().in_use += 1;
+                    this.counters.acquired.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PooledContainer {
+                        container: Some(container),
+                        pool: Arc::downgrade(&this),
+                        tainted: false,
+                    });
+                }
+                _ => {
+                    tracing::debug!(pool = %this.name, container = container.name(), "dockfix: a pool member died while idle; replacing it");
+                    Inner::destroy(&this, container);
+                }
+            }
+        }
+    }
+
+    /// Removes a member and frees its slot; a replacement is started if a
+    /// waiter needs one or the pool is below `min_idle`.
+    fn destroy(this: &Arc<Inner>, container: TestContainer) {
+        drop(container);
+        this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+        let replace = {
+            let mut state = this.lock();
+            state.total -= 1;
+            let wanted = !state.closed
+                && (!state.waiters.is_empty() || state.idle.len() < this.min_idle)
+                && state.total < this.max_size;
+            if wanted {
+                state.total += 1;
+            }
+            wanted
+        };
+        if replace {
+            Inner::start_member(this.clone());
+        }
+    }
+
+    /// Hands a ready member to the first waiter still waiting, or keeps it
+    /// idle.
+    fn put_back(this: &Arc<Inner>, mut container: TestContainer) {
+        let mut state = this.lock();
+        if state.closed {
+            // Closed since the caller looked: Drop removes it.
+            state.total -= 1;
+            drop(state);
+            this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+            drop(container);
+            return;
+        }
+        while let Some(waiter) = state.waiters.pop_front() {
+            match waiter.send(container) {
+                Ok(()) => return,
+                Err(back) => container = back,
+            }
+        }
+        state.idle.push_back(container);
+    }
+
+    /// A holder gave the container back: reset it, then put it back, or
+    /// destroy and replace it.
+    async fn release(this: Arc<Inner>, container: TestContainer, tainted: bool) {
+        if tainted {
+            tracing::debug!(pool = %this.name, container = container.name(), "dockfix: tainted pool member destroyed");
+            return Inner::destroy(&this, container);
+        }
+        if this.lock().closed {
+            return Inner::retire(&this, container).await;
+        }
+        let reset = match &this.reset {
+            Reset::None => Ok(()),
+            Reset::Exec(cmd) => container.exec_ok(cmd.clone()).await.map(drop),
+            Reset::With(f) => f(&container).await,
+            Reset::Recreate => {
+                this.counters.resets.fetch_add(1, Ordering::Relaxed);
+                Inner::destroy_for_recreate(&this, container);
+                return;
+            }
+        };
+        if !matches!(this.reset, Reset::None) {
+            this.counters.resets.fetch_add(1, Ordering::Relaxed);
+        }
+        let healthy = match reset {
+            Ok(()) => matches!(container.state().await, Ok(s) if s.running),
+            Err(e) => {
+                tracing::debug!(pool = %this.name, container = container.name(), error = %e, "dockfix: reset failed; replacing the member");
+                false
+            }
+        };
+        if healthy && this.lock().closed {
+            Inner::retire(&this, container).await;
+        } else if healthy {
+            Inner::put_back(&this, container);
+        } else {
+            Inner::destroy(&this, container);
+        }
+    }
+
+    /// Removes a member of a closed pool now, then frees its slot, so that
+    /// `close()` can wait for it.
+    async fn retire(this: &Arc<Inner>, container: TestContainer) {
+        if let Err(e) = container.remove().await {
+            tracing::debug!(pool = %this.name, error = %e, "dockfix: removing a member of a closed pool failed");
+        }
+        this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+        this.lock().total -= 1;
+    }
+
+    /// `Reset::Recreate`: the old container goes, a new one takes its slot.
+    fn destroy_for_recreate(this: &Arc<Inner>, container: TestContainer) {
+        drop(container);
+        this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+        Inner::start_member(this.clone());
+    }
+}
+
+/// A container held from a [`ContainerPool`]; dropping it gives it back.
+///
+/// It has the container's everyday methods; [`container`](Self::container)
+/// gives the rest.
+#[derive(Debug)]
+#[must_use = "dropping the holder returns the container to the pool at once"]
+pub struct PooledContainer {
+    container: Option<TestContainer>,
+    pool: Weak<Inner>,
+    tainted: bool,
+}
+
+impl PooledContainer {
+    fn get(&self) -> &TestContainer {
+        self.container
+            .as_ref()
+            .expect("a PooledContainer holds its container until dropped")
+    }
+
+    /// The container.
+    pub fn container(&self) -> &TestContainer {
+        self.get()
+    }
+
+    /// The container id.
+    pub fn id(&self) -> &str {
+        self.get().id()
+    }
+
+    /// The container name.
+    pub fn name(&self) -> &str {
+        self.get().name()
+    }
+
+    /// See [`TestContainer::host`].
+    pub fn host(&self) -> String {
+        self.get().host()
+    }
+
+    /// See [`TestContainer::host_port`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TestContainer::host_port`].
+    pub fn host_port(&self, port: u16) -> Result<u16> {
+        self.get().host_port(port)
+    }
+
+    /// See [`TestContainer::exec`].
+    pub fn exec<I, S>(&self, cmd: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.get().exec(cmd)
+    }
+
+    /// See [`TestContainer::exec_ok`].
+    pub fn exec_ok<I, S>(&self, cmd: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.get().exec_ok(cmd)
+    }
+
+    /// See [`TestContainer::logs`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TestContainer::logs`].
+    pub async fn logs(&self) -> Result<Logs> {
+        self.get().logs().await
+    }
+
+    /// See [`TestContainer::state`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TestContainer::state`].
+    pub async fn state(&self) -> Result<ContainerState> {
+        self.get().state().await
+    }
+
+    /// Marks the container as unfit for another holder: it is destroyed
+    /// and replaced when this holder drops it.
+    pub fn taint(&mut self) {
+        self.tainted = true;
+    }
+
+    /// Gives the container up for good: destroyed and replaced now.
+    pub fn discard(mut self) {
+        self.tainted = true;
+    }
+}
+
+impl Drop for PooledContainer {
+    fn drop(&mut self) {
+        let Some(container) = self.container.take() else {
+            return;
+        };
+        let Some(pool) = self.pool.upgrade() else {
+            // The pool is gone: the container goes with it.
+            return drop(container);
+        };
+        let Ok(engine) = engine::get() else {
+            pool.lock().in_use -= 1;
+            return Inner::destroy(&pool, container);
+        };
+        // No longer held from this moment, so that `close()` waits for it.
+        pool.lock().in_use -= 1;
+        let tainted = self.tainted;
+        engine.spawn(Inner::release(pool, container, tainted));
+    }
+}
