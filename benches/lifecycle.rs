@@ -1,7 +1,8 @@
 //! Container lifecycle: dockfix against the same operations done with raw
 //! bollard calls, measured in one run against the local daemon.
 //!
-//! Run it with `cargo bench --bench lifecycle` after `bash ci/setup` has
+//! Run it with `cargo bench --bench lifecycle` (or only the pool section
+//! with `LIFECYCLE_ONLY=pool`) after `bash ci/setup` has
 //! built `dockfix-test/busybox:latest`. It needs a Docker daemon and no
 //! registry, and takes about three minutes.
 //!
@@ -119,6 +120,10 @@ fn main() -> ExitCode {
 /// Runs every measurement in order and returns the table rows.
 async fn run(raw: &Raw) -> Res<Vec<Row>> {
     warm_up(raw).await?;
+    // `LIFECYCLE_ONLY=pool cargo bench --bench lifecycle` runs one section.
+    if std::env::var("LIFECYCLE_ONLY").as_deref() == Ok("pool") {
+        return bench_pool().await;
+    }
     let mut rows = Vec::new();
     rows.extend(bench_start_and_drop(raw).await?);
     rows.extend(bench_sequential_tests(raw).await?);
@@ -126,7 +131,92 @@ async fn run(raw: &Raw) -> Res<Vec<Row>> {
     rows.push(bench_burst_removal(raw).await?);
     rows.push(bench_remove_on_kill().await?);
     rows.push(bench_retry_layer().await?);
+    rows.extend(bench_pool().await?);
     Ok(rows)
+}
+
+/// `ContainerPool`: the latency of a warm acquire, and a suite of 64 tests
+/// (each: get a container, `exec true`, give it back) with a pool of 4
+/// against a fresh container per test. The pool's side is timed from its
+/// creation (its members start inside the timing) to its `close()`; the
+/// fresh side until every removal is done.
+async fn bench_pool() -> Res<Vec<Row>> {
+    const ACQUIRES: usize = 200;
+    progress(&format!(
+        "pool: {ACQUIRES} warm acquires, then {SEQUENTIAL_TESTS} tests per side"
+    ));
+    let pool = dockfix::ContainerPool::builder("bench-warm", spec())
+        .min_idle(4)
+        .max_size(4)
+        .build();
+    pool.prewarm();
+    while pool.stats().idle < 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut acquire = Vec::with_capacity(ACQUIRES);
+    for _ in 0..ACQUIRES {
+        let (c, t) = timed(pool.acquire()).await;
+        acquire.push(t);
+        drop(c?);
+        // Let the member come back, so every sample is a warm acquire.
+        while pool.stats().idle < 4 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    pool.close().await?;
+    let mut sorted = acquire.clone();
+    sorted.sort_unstable();
+    let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
+
+    let started = Instant::now();
+    let pool = dockfix::ContainerPool::builder("bench-suite", spec())
+        .min_idle(4)
+        .max_size(4)
+        .build();
+    let mut pooled_tests = Vec::with_capacity(SEQUENTIAL_TESTS);
+    for _ in 0..SEQUENTIAL_TESTS {
+        let t = Instant::now();
+        let c = pool.acquire().await?;
+        expect_success(c.exec(["true"]).await?.exit_code)?;
+        drop(c);
+        pooled_tests.push(t.elapsed());
+    }
+    pool.close().await?;
+    let pooled_total = started.elapsed();
+
+    let started = Instant::now();
+    let mut fresh_tests = Vec::with_capacity(SEQUENTIAL_TESTS);
+    for _ in 0..SEQUENTIAL_TESTS {
+        let t = Instant::now();
+        let c = spec().start().await?;
+        expect_success(c.exec(["true"]).await?.exit_code)?;
+        drop(c);
+        fresh_tests.push(t.elapsed());
+    }
+    settle().await?;
+    let fresh_total = started.elapsed();
+
+    let warm = Summary::of(&acquire);
+    Ok(vec![
+        Row::ratio("pool warm acquire", &acquire, "-", &acquire, Target::None).with_note(&format!(
+            "p50 {} p99 {} (goal p50 <= 1ms)",
+            fmt_dur(warm.p50),
+            fmt_dur(p99)
+        )),
+        Row::ratio(
+            "pool: 64 tests",
+            &pooled_tests,
+            "a fresh container per test",
+            &fresh_tests,
+            Target::None,
+        )
+        .with_note(&format!(
+            "total: pool of 4 {} fresh {} speedup {:.1}x (goal >= 5x)",
+            fmt_dur(pooled_total),
+            fmt_dur(fresh_total),
+            fresh_total.as_secs_f64() / pooled_total.as_secs_f64()
+        )),
+    ])
 }
 
 /// The retry and circuit-breaker layer around one Docker call that
