@@ -275,6 +275,23 @@ impl TestContainer {
         std::mem::take(&mut self.id)
     }
 
+    /// A handle on a container this process does not own: Drop leaves it
+    /// alone (members of a shared pool outlive their holders).
+    pub(crate) fn unowned(
+        id: String,
+        name: String,
+        image: String,
+        ports: HashMap<u16, u16>,
+    ) -> Self {
+        TestContainer {
+            id,
+            name,
+            image,
+            ports,
+            removal: None,
+        }
+    }
+
     /// Removes a container whose start failed, now, before the error is
     /// returned; falls back to the background removal if that fails.
     async fn discard(mut self, docker: &Docker) {
@@ -439,7 +456,11 @@ async fn create_once(docker: &Docker, name: &str, body: &ContainerCreateBody) ->
     match created {
         Ok(created) => Ok(created.id),
         Err(e) if e.status() == Some(409) => {
-            let existing = inspect(docker, name, name).await?;
+            // Gone again (renamed or removed) by the time we look: the
+            // conflict stands.
+            let Ok(existing) = inspect(docker, name, name).await else {
+                return Err(e);
+            };
             let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
             let session = labels.and_then(|l| l.get(crate::LABEL_SESSION));
             match (session, existing.id) {
@@ -506,7 +527,7 @@ fn split_reference(image: &str) -> (&str, Option<&str>) {
 }
 
 /// Container TCP port → host port, from inspect.
-fn published_ports(info: &ContainerInspectResponse) -> HashMap<u16, u16> {
+pub(crate) fn published_ports(info: &ContainerInspectResponse) -> HashMap<u16, u16> {
     let mut ports = HashMap::new();
     let map = info
         .network_settings

@@ -79,6 +79,7 @@ mod logs;
 mod pool;
 mod ready;
 mod retry;
+mod shared;
 mod spec;
 mod sweep;
 mod sys;

@@ -13,6 +13,7 @@ use crate::engine;
 use crate::error::{Error, Result};
 use crate::exec::Exec;
 use crate::logs::Logs;
+use crate::shared;
 use crate::spec::ContainerSpec;
 
 /// The future a [`Reset::with`] closure returns.
@@ -77,9 +78,25 @@ pub struct PoolBuilder {
     max_size: usize,
     reset: Reset,
     acquire_timeout: Duration,
+    shared: bool,
 }
 
 impl PoolBuilder {
+    /// Shares the pool between every process on this host that builds a
+    /// pool of the same name, through the daemon (default false: the pool
+    /// lives in this process). For `cargo nextest`, which runs every test in
+    /// a process of its own. Members are claimed by an atomic rename, so two
+    /// processes never hold one at once; a member held by a process that
+    /// died is recovered (reset, then handed out) by the next one that needs
+    /// it. They outlive the processes on purpose: they carry a `dockfix.ttl`
+    /// (the spec's, or 30 minutes) after which `dockfix sweep` removes them,
+    /// and `close()` removes the idle ones. The name must be a valid part
+    /// of a container name (letters, digits, `_`, `.`, `-`).
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
     /// How many idle containers to keep warm (default 1). They are started
     /// in the background when the pool is first used.
     pub fn min_idle(mut self, n: usize) -> Self {
@@ -119,6 +136,7 @@ impl PoolBuilder {
                 max_size: self.max_size,
                 reset: self.reset,
                 acquire_timeout: self.acquire_timeout,
+                shared: self.shared,
                 state: Mutex::new(State::default()),
                 counters: Counters::default(),
             }),
@@ -184,6 +202,7 @@ struct Inner {
     max_size: usize,
     reset: Reset,
     acquire_timeout: Duration,
+    shared: bool,
     state: Mutex<State>,
     counters: Counters,
 }
@@ -256,6 +275,7 @@ impl ContainerPool {
             max_size: 4,
             reset: Reset::None,
             acquire_timeout: Duration::from_secs(60),
+            shared: false,
         }
     }
 
@@ -273,12 +293,18 @@ impl ContainerPool {
     /// [`ContainerSpec::start`] when a new member fails to start.
     pub async fn acquire(&self) -> Result<PooledContainer> {
         let inner = self.inner.clone();
+        if inner.shared {
+            return engine::run(async move { Inner::acquire_shared(inner).await }).await;
+        }
         engine::run(async move { Inner::acquire(inner).await }).await
     }
 
     /// Starts `min_idle` members in the background, if the pool has not
     /// done so yet (the first `acquire()` does it too).
     pub fn prewarm(&self) {
+        if self.inner.shared {
+            return;
+        }
         Inner::prewarm(&self.inner);
     }
 
@@ -305,6 +331,9 @@ impl ContainerPool {
     ///
     /// The first removal that failed (the others are still attempted).
     pub async fn close(&self) -> Result<()> {
+        if self.inner.shared {
+            return Inner::close_shared(self.inner.clone()).await;
+        }
         let idle: Vec<TestContainer> = {
             let mut state = self.inner.lock();
             state.closed = true;
@@ -459,6 +488,7 @@ impl Inner {
                         container: Some(container),
                         pool: Arc::downgrade(&this),
                         tainted: false,
+                        lease: None,
                     });
                 }
                 _ => {
@@ -522,9 +552,9 @@ impl Inner {
             return Inner::retire(&this, container).await;
         }
         let reset = match &this.reset {
-            Reset::None => Ok(()),
-            Reset::Exec(cmd) => container.exec_ok(cmd.clone()).await.map(drop),
-            Reset::With(f) => f(&container).await,
+            Reset::None | Reset::Exec(_) | Reset::With(_) => {
+                Inner::run_reset(&this, &container).await
+            }
             Reset::Recreate => {
                 this.counters.resets.fetch_add(1, Ordering::Relaxed);
                 Inner::destroy_for_recreate(&this, container);
@@ -548,6 +578,180 @@ impl Inner {
         } else {
             Inner::destroy(&this, container);
         }
+    }
+
+    /// Runs the reset command or closure (not `Recreate`) on a member.
+    async fn run_reset(this: &Arc<Inner>, container: &TestContainer) -> Result<()> {
+        match &this.reset {
+            Reset::None | Reset::Recreate => Ok(()),
+            Reset::Exec(cmd) => container.exec_ok(cmd.clone()).await.map(drop),
+            Reset::With(f) => f(container).await,
+        }
+    }
+
+    /// Claims a member of a shared pool: a slot whose lease this process
+    /// creates (after removing the lease of a holder that is gone), reset
+    /// and checked before it is handed out; else a new member in a free
+    /// slot; otherwise it looks again, until the acquire timeout.
+    async fn acquire_shared(this: Arc<Inner>) -> Result<PooledContainer> {
+        let valid = !this.name.is_empty()
+            && this
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return Err(Error::invalid(
+                "pool",
+                this.name.clone(),
+                "a shared pool's name must contain only letters, digits, `_`, `.` and `-`",
+            ));
+        }
+        let docker = engine::docker().await?;
+        let deadline = Instant::now() + this.acquire_timeout;
+        let mut waited = false;
+        for attempt in 0.. {
+            let slots = shared::slots(&docker, &this.name).await?;
+            let mut members: Vec<(&usize, &String)> = slots.members.iter().collect();
+            members.sort();
+            for (&slot, member_id) in members {
+                if let Some(lease) = slots.leases.get(&slot) {
+                    let gone = matches!(
+                        lease.owner(),
+                        crate::sweep::Owner::Gone | crate::sweep::Owner::PidReused
+                    );
+                    if !gone {
+                        continue;
+                    }
+                    tracing::debug!(pool = %this.name, slot, "dockfix: removing the lease of a holder that is gone");
+                    let _ = engine::force_remove(&docker, &lease.id).await;
+                }
+                let Some(lease) =
+                    shared::lease(&docker, &this.name, slot, &this.spec.image).await?
+                else {
+                    continue;
+                };
+                engine::register_live(&lease, &format!("{}-{slot}-lease", this.name));
+                match Inner::ready_member(&this, &docker, member_id, slot).await {
+                    Some(c) => {
+                        if waited {
+                            this.counters.waits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        this.counters.acquired.fetch_add(1, Ordering::Relaxed);
+                        this.lock().in_use += 1;
+                        return Ok(PooledContainer {
+                            container: Some(c),
+                            pool: Arc::downgrade(&this),
+                            tainted: false,
+                            lease: Some(lease),
+                        });
+                    }
+                    None => {
+                        // Unfit: the member goes, then its lease frees the slot.
+                        let _ = engine::force_remove(&docker, member_id).await;
+                        this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+                        engine::unregister_live(&lease);
+                        let _ = engine::force_remove(&docker, &lease).await;
+                    }
+                }
+            }
+            if let Some(slot) = (0..this.max_size).find(|s| !slots.members.contains_key(s)) {
+                let mut spec = this.spec.clone();
+                spec.shared_name = Some(shared::member_name(&this.name, slot));
+                if spec.ttl.is_none() {
+                    spec = spec.ttl(shared::DEFAULT_TTL);
+                }
+                match spec.start().await {
+                    // Made under its slot's name: leased like any other on
+                    // the next look, by whoever is first.
+                    Ok(c) => {
+                        this.counters.created.fetch_add(1, Ordering::Relaxed);
+                        drop(c.keep());
+                        continue;
+                    }
+                    Err(e) if e.status() == Some(409) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if shared::expired(deadline) {
+                return Err(Error::PoolTimeout {
+                    pool: this.name.clone(),
+                    max_size: this.max_size,
+                    waited: this.acquire_timeout,
+                });
+            }
+            waited = true;
+            tokio::time::sleep(shared::poll_delay(attempt)).await;
+        }
+        unreachable!("the loop above only ends by returning")
+    }
+
+    /// A leased member made fit for its new holder: running, and reset
+    /// (a holder may have died mid-use, so the reset runs here); `None`
+    /// when it is not fit.
+    async fn ready_member(
+        this: &Arc<Inner>,
+        docker: &bollard::Docker,
+        id: &str,
+        slot: usize,
+    ) -> Option<TestContainer> {
+        let name = shared::member_name(&this.name, slot);
+        let c = shared::handle(docker, id, &name, &this.spec.image)
+            .await
+            .ok()??;
+        if !matches!(this.reset, Reset::None | Reset::Recreate) {
+            this.counters.resets.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = Inner::run_reset(this, &c).await {
+                tracing::debug!(pool = %this.name, member = %name, error = %e, "dockfix: reset failed; replacing the member");
+                return None;
+            }
+        }
+        Some(c)
+    }
+
+    /// Gives a shared member back by removing its lease; a tainted member
+    /// (or any, with `Recreate`) is removed first.
+    async fn release_shared(
+        this: Arc<Inner>,
+        container: TestContainer,
+        lease: String,
+        tainted: bool,
+    ) {
+        // The exit hook waits for this, so a slot is not left leased.
+        let _in_flight = engine::track_start();
+        let Ok(docker) = engine::docker().await else {
+            return;
+        };
+        if tainted || matches!(this.reset, Reset::Recreate) {
+            let _ = engine::force_remove(&docker, container.id()).await;
+            this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+        }
+        engine::unregister_live(&lease);
+        let _ = engine::force_remove(&docker, &lease).await;
+    }
+
+    /// Removes the members of a shared pool that no one holds.
+    async fn close_shared(this: Arc<Inner>) -> Result<()> {
+        engine::run(async move {
+            let docker = engine::docker().await?;
+            let mut first_error = None;
+            let slots = shared::slots(&docker, &this.name).await?;
+            for (slot, member) in &slots.members {
+                // Lease it first, so no other process is handed a member
+                // being removed.
+                let Some(lease) =
+                    shared::lease(&docker, &this.name, *slot, &this.spec.image).await?
+                else {
+                    continue;
+                };
+                if let Err(e) = engine::force_remove(&docker, member).await {
+                    first_error.get_or_insert(e);
+                }
+                this.counters.destroyed.fetch_add(1, Ordering::Relaxed);
+                let _ = engine::force_remove(&docker, &lease).await;
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+        .await
     }
 
     /// Removes a member of a closed pool now, then frees its slot, so that
@@ -578,6 +782,8 @@ pub struct PooledContainer {
     container: Option<TestContainer>,
     pool: Weak<Inner>,
     tainted: bool,
+    /// The lease container of a shared pool's member.
+    lease: Option<String>,
 }
 
 impl PooledContainer {
@@ -680,6 +886,9 @@ impl Drop for PooledContainer {
         // No longer held from this moment, so that `close()` waits for it.
         pool.lock().in_use -= 1;
         let tainted = self.tainted;
-        engine.spawn(Inner::release(pool, container, tainted));
+        match self.lease.take() {
+            Some(lease) => engine.spawn(Inner::release_shared(pool, container, lease, tainted)),
+            None => engine.spawn(Inner::release(pool, container, tainted)),
+        }
     }
 }

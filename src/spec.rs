@@ -235,9 +235,12 @@ pub struct ContainerSpec {
     pub(crate) startup_timeout: Duration,
     pub(crate) wait_on_drop: bool,
     pub(crate) remove_on_kill: bool,
-    ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     /// The pool this spec's containers belong to, for `dockfix.pool`.
     pub(crate) pool: Option<String>,
+    /// For members of a pool shared across processes: this exact name,
+    /// and no `dockfix.pid` (the pool, not the process, owns them).
+    pub(crate) shared_name: Option<String>,
     invalid: Option<Invalid>,
 }
 
@@ -271,6 +274,7 @@ impl ContainerSpec {
                 .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
             ttl: None,
             pool: None,
+            shared_name: None,
             invalid: None,
         }
     }
@@ -649,6 +653,9 @@ impl ContainerSpec {
 
     /// A fresh container name: the prefix and a random suffix.
     pub(crate) fn fresh_name(&self) -> String {
+        if let Some(name) = &self.shared_name {
+            return name.clone();
+        }
         use rand::Rng;
         let suffix: u32 = rand::rng().random();
         format!("{}-{suffix:08x}", self.name_prefix)
@@ -720,11 +727,13 @@ impl ContainerSpec {
             env: (!self.env.is_empty()).then(|| self.env.clone()),
             working_dir: self.working_dir.clone(),
             user: self.user.clone(),
-            labels: Some(labels::owner_labels(
-                &self.labels,
-                self.ttl,
-                self.pool.as_deref(),
-            )),
+            labels: Some({
+                let mut labels = labels::owner_labels(&self.labels, self.ttl, self.pool.as_deref());
+                if self.shared_name.is_some() {
+                    labels.remove(crate::LABEL_PID);
+                }
+                labels
+            }),
             exposed_ports: (!self.exposed.is_empty())
                 .then(|| self.exposed.iter().map(|p| format!("{p}/tcp")).collect()),
             healthcheck: self.healthcheck.clone(),

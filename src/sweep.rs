@@ -133,6 +133,11 @@ impl ManagedResource {
         })
     }
 
+    /// For the shared pool's leases.
+    pub(crate) fn from_summary_pub(s: ContainerSummary) -> Option<Self> {
+        Self::from_summary(s)
+    }
+
     /// Its age from `dockfix.created`, if that label is readable.
     pub fn age(&self) -> Option<Duration> {
         self.created

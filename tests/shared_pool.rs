@@ -1,0 +1,216 @@
+//! A pool shared by processes through the daemon: several test processes
+//! hammer one pool, never hold a member at once, and recover the claim of
+//! a process that was SIGKILLed.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dockfix::{ContainerPool, ContainerSpec, Reset, Result};
+use serial_test::file_serial;
+use support::{IMAGE, force_remove, is_child, list_by_label, unique};
+
+fn pool(name: &str, max_size: usize) -> ContainerPool {
+    ContainerPool::builder(
+        name,
+        ContainerSpec::new(IMAGE)
+            .cmd(["sleep", "300"])
+            .network_mode("none"),
+    )
+    .shared(true)
+    .max_size(max_size)
+    .reset(Reset::exec(["rm", "-rf", "/tmp/held"]))
+    .acquire_timeout(Duration::from_secs(60))
+    .build()
+}
+
+fn child(name: &str, pool_name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--ignored", "--nocapture", "--quiet"])
+        .env(support::CHILD_ENV, "1")
+        .env("DOCKFIX_SWEEP_ON_START", "0")
+        .env("SHARED_POOL", pool_name);
+    cmd
+}
+
+/// Removes every member of `pool_name`: shared members outlive their
+/// processes on purpose, so the test cleans up after itself.
+async fn remove_pool(pool_name: &str) {
+    for id in list_by_label("dockfix.pool", pool_name).await {
+        force_remove(&id).await;
+    }
+}
+
+/// Removes the pool's containers when the test ends, passed or failed.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // On a thread of its own: the test's runtime may be the caller.
+        let _ = std::thread::spawn(move || support::block_on(remove_pool(&name))).join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(heavy)]
+async fn four_processes_never_hold_a_member_at_once() {
+    let name = unique("shared").replace('-', "_");
+    let _cleanup = Cleanup(name.clone());
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            child("child_hammers_the_shared_pool", &name)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut acquired = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "a child failed:\n{stdout}");
+        acquired += stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ACQUIRED="))
+            .and_then(|n| n.parse::<usize>().ok())
+            .expect("no ACQUIRED line");
+    }
+    assert_eq!(acquired, 200);
+    // At most two members, and no lease left: every holder released.
+    let members = list_by_label("dockfix.pool", &name).await;
+    assert!(!members.is_empty() && members.len() <= 2, "{members:?}");
+    remove_pool(&name).await;
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by four_processes_never_hold_a_member_at_once"]
+async fn child_hammers_the_shared_pool() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let pool = pool(&std::env::var("SHARED_POOL").unwrap(), 2);
+    for i in 0..50 {
+        let c = pool.acquire().await?;
+        // mkdir fails if the directory exists: another holder would have
+        // made it and not yet removed it.
+        let claim = c.exec(["mkdir", "/tmp/held"]).await?;
+        assert_eq!(
+            claim.exit_code,
+            0,
+            "acquisition {i}: someone else holds {}: {}",
+            c.name(),
+            claim.stderr
+        );
+        c.exec_ok(["rmdir", "/tmp/held"]).await?;
+    }
+    println!("ACQUIRED=50");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(heavy)]
+async fn the_claim_of_a_sigkilled_process_is_recovered_and_reset() {
+    let name = unique("recover").replace('-', "_");
+    let _cleanup = Cleanup(name.clone());
+    let mut holder = child("child_holds_a_shared_member", &name)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = String::new();
+    for line in BufReader::new(holder.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("HELD=") {
+            held = id.to_owned();
+            break;
+        }
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The only member is claimed by a dead process: the next process must
+    // recover it, reset (its marker gone), and hand it out.
+    let out = child("child_takes_the_only_member", &name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().find_map(|l| l.strip_prefix("GOT=")),
+        Some(held.as_str())
+    );
+    remove_pool(&name).await;
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by the_claim_of_a_sigkilled_process_is_recovered_and_reset"]
+async fn child_holds_a_shared_member() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let pool = pool(&std::env::var("SHARED_POOL").unwrap(), 1);
+    let c = pool.acquire().await?;
+    c.exec_ok(["mkdir", "/tmp/held"]).await?;
+    println!("HELD={}", c.id());
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by the_claim_of_a_sigkilled_process_is_recovered_and_reset"]
+async fn child_takes_the_only_member() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let pool = pool(&std::env::var("SHARED_POOL").unwrap(), 1);
+    let c = pool.acquire().await?;
+    c.exec_ok(["mkdir", "/tmp/held"]).await?;
+    println!("GOT={}", c.id());
+    Ok(())
+}
+
+#[tokio::test]
+async fn close_removes_the_idle_members_of_a_shared_pool() -> Result<()> {
+    let name = unique("close").replace('-', "_");
+    let _cleanup = Cleanup(name.clone());
+    let pool = pool(&name, 2);
+    let (a, b) = tokio::try_join!(pool.acquire(), pool.acquire())?;
+    drop((a, b));
+    // Wait until both are idle again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = support::raw_docker()
+            .await
+            .list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&std::collections::HashMap::from([(
+                        "label",
+                        vec![format!("dockfix.pool={name}")],
+                    )]))
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.names.iter().flatten().all(|n| !n.ends_with("-lease")));
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "members were not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let labels = support::labels_of(&list_by_label("dockfix.pool", &name).await[0]).await;
+    assert!(
+        !labels.contains_key("dockfix.pid"),
+        "no process owns a shared member"
+    );
+    assert_eq!(labels["dockfix.ttl"], "1800");
+    pool.close().await?;
+    assert!(list_by_label("dockfix.pool", &name).await.is_empty());
+    Ok(())
+}
