@@ -196,8 +196,41 @@ async fn bench_pool() -> Res<Vec<Row>> {
     settle().await?;
     let fresh_total = started.elapsed();
 
+    // A shared pool: the same, with every claim made on the daemon.
+    let shared = dockfix::ContainerPool::builder(format!("bench{}", std::process::id()), spec())
+        .shared(true)
+        .max_size(4)
+        .build();
+    let warm_up: Vec<_> = futures::future::try_join_all((0..4).map(|_| shared.acquire())).await?;
+    drop(warm_up);
+    let mut shared_acquire = Vec::with_capacity(ACQUIRES / 2);
+    for _ in 0..ACQUIRES / 2 {
+        let (c, t) = timed(shared.acquire()).await;
+        shared_acquire.push(t);
+        drop(c?);
+        // Its lease is removed in the background; let that finish.
+        settle_shared().await;
+    }
+    shared.close().await?;
+    let mut sorted_shared = shared_acquire.clone();
+    sorted_shared.sort_unstable();
+    let shared_p99 = sorted_shared[(sorted_shared.len() * 99 / 100).min(sorted_shared.len() - 1)];
+
     let warm = Summary::of(&acquire);
+    let shared_warm = Summary::of(&shared_acquire);
     Ok(vec![
+        Row::ratio(
+            "shared pool acquire",
+            &shared_acquire,
+            "-",
+            &shared_acquire,
+            Target::None,
+        )
+        .with_note(&format!(
+            "across processes, a claim on the daemon: p50 {} p99 {}",
+            fmt_dur(shared_warm.p50),
+            fmt_dur(shared_p99)
+        )),
         Row::ratio("pool warm acquire", &acquire, "-", &acquire, Target::None).with_note(&format!(
             "p50 {} p99 {} (goal p50 <= 1ms)",
             fmt_dur(warm.p50),
@@ -553,6 +586,12 @@ async fn bench_remove_on_kill() -> Res<Row> {
         "the first tied start, which also starts the anchor, took {}",
         fmt_dur(first_time)
     )))
+}
+
+/// Gives a shared pool's background release (a lease removal) time to
+/// finish before the next sample.
+async fn settle_shared() {
+    tokio::time::sleep(Duration::from_millis(30)).await;
 }
 
 /// Waits, untimed, until dockfix has no removal in flight, so that one
