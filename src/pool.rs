@@ -237,6 +237,10 @@ struct Counters {
 }
 
 /// A pool's counters and its current occupancy.
+///
+/// For a shared pool the members live on the daemon: `size` and `idle` are
+/// not tracked (0), `in_use` counts this process's holders, and the
+/// counters count this process's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {

@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::future::IntoFuture;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -296,5 +297,3 @@ async fn child_uses_a_static_pool() -> Result<()> {
     // The pool is never dropped: the exit hook must remove its members.
     Ok(())
 }
-
-use std::future::IntoFuture;
