@@ -91,9 +91,13 @@ async fn start(docker: &Docker, image: &str) -> Result<String> {
         docker.start_container(&id, None)
     })
     .await;
-    if let Err(e) = started {
-        engine::remove_in_background(id, name.clone(), false);
-        return Err(e);
+    match started {
+        // 304: a retried start whose first attempt had started it.
+        Err(e) if e.status() != Some(304) => {
+            engine::remove_in_background(id, name.clone(), false);
+            return Err(e);
+        }
+        _ => {}
     }
     Ok(id)
 }

@@ -170,6 +170,11 @@ impl Exec<'_> {
         Exec(self.0.stdin(bytes))
     }
 
+    /// See [`crate::Exec::checked`].
+    pub fn checked(self) -> Self {
+        Exec(self.0.checked())
+    }
+
     /// Runs the command and waits for its output.
     ///
     /// # Errors

@@ -2,7 +2,7 @@
 //! is created until it is removed.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
@@ -207,7 +207,7 @@ impl TestContainer {
             let opts = StopContainerOptionsBuilder::new().t(secs).build();
             // The daemon answers once the container has stopped: allow the
             // grace period on top of the per-call timeout.
-            let limit = grace + retry::config().call_timeout;
+            let limit = grace.saturating_add(retry::config().call_timeout);
             let stopped = retry::call("stop", &name, Retry::Yes, Some(limit), || {
                 docker.stop_container(&id, Some(opts.clone()))
             })
@@ -251,7 +251,8 @@ impl TestContainer {
     ///
     /// # Errors
     ///
-    /// [`Error::CleanupFailed`] if the daemon could not remove it; the
+    /// [`Error::CleanupFailed`] if the daemon could not remove it, or
+    /// [`Error::DockerUnavailable`] if it could not be reached; the
     /// container stays labelled for `dockfix sweep`.
     pub async fn remove(mut self) -> Result<()> {
         self.removal = None;
@@ -311,10 +312,10 @@ impl Drop for TestContainer {
         };
         if engine::keep_requested() {
             engine::unregister_live(&self.id);
-            eprintln!(
-                "dockfix: keeping container {} ({}) because DOCKFIX_KEEP is set",
+            engine::warn(format_args!(
+                "keeping container {} ({}) because DOCKFIX_KEEP is set",
                 self.name, self.id
-            );
+            ));
             return;
         }
         engine::remove_in_background(
@@ -364,7 +365,20 @@ async fn start_on_engine(
         crate::anchor::tie(&mut body, &anchor);
     }
     let name = spec.fresh_name();
-    let id = create(&docker, &name, &spec.image, body).await?;
+    let id = match create(&docker, &name, &spec.image, body).await {
+        Ok(id) => id,
+        Err(e) => {
+            // A create that failed without a clear refusal (a timeout, a
+            // lost answer) may still have happened on the daemon: remove
+            // the name, which is this start's own (404 is fine).
+            let unclear = matches!(&e, Error::Docker { status, .. } if status.is_none_or(|s| s >= 500))
+                || matches!(e, Error::CircuitOpen { .. });
+            if unclear && spec.shared_name.is_none() {
+                engine::remove_in_background(name.clone(), name, false);
+            }
+            return Err(e);
+        }
+    };
     // From here on the guard owns the container: any early return, or the
     // caller giving up on this task, drops it and so removes the container.
     let mut guard = TestContainer {
@@ -377,7 +391,7 @@ async fn start_on_engine(
         }),
     };
     engine::register_live(&guard.id, &guard.name);
-    let deadline = Instant::now() + spec.startup_timeout;
+    let deadline = engine::deadline_in(spec.startup_timeout);
     let started = retry::call("start", &guard.name, Retry::Yes, None, || {
         docker.start_container(&guard.id, None)
     })
@@ -436,7 +450,17 @@ pub(crate) async fn create(
     body: ContainerCreateBody,
 ) -> Result<String> {
     match create_once(docker, name, &body).await {
-        Err(e) if e.status() == Some(404) => {}
+        // A 404 also means a missing network or volume: pull only when the
+        // image is the thing missing.
+        Err(e) if e.status() == Some(404) => {
+            let present = retry::call("inspect image", image, Retry::Yes, None, || {
+                docker.inspect_image(image)
+            })
+            .await;
+            if present.is_ok() {
+                return Err(e);
+            }
+        }
         other => return other,
     }
     pull(docker, image).await?;

@@ -62,9 +62,9 @@ pub(crate) fn get() -> Result<&'static Engine> {
             .build()
             .map_err(|e| format!("cannot start the dockfix engine runtime: {e}"))?;
         if !crate::sys::at_exit(exit_hook) {
-            eprintln!(
-                "dockfix: could not register the exit hook; containers still being removed at exit may be left for `dockfix sweep`"
-            );
+            warn(format_args!(
+                "could not register the exit hook; containers still being removed at exit may be left for `dockfix sweep`"
+            ));
         }
         Ok(Engine {
             rt,
@@ -78,6 +78,21 @@ pub(crate) fn get() -> Result<&'static Engine> {
         reason: e.clone(),
         hint: "the process could not start a thread".to_owned(),
     })
+}
+
+/// Prints a dockfix warning on stderr. Unlike `eprintln!` it cannot panic
+/// (a closed pipe), so it is safe in Drop and in the exit hook.
+pub(crate) fn warn(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "dockfix: {args}");
+}
+
+/// `Instant::now() + d`, or a far deadline when that overflows (a user
+/// may ask for `Duration::MAX`).
+pub(crate) fn deadline_in(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// True on the engine's own worker threads, where blocking would starve it.
@@ -242,7 +257,7 @@ static REMOVE_DEADLINE: LazyLock<Duration> = LazyLock::new(|| {
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(Duration::from_secs(60))
 });
 
@@ -252,7 +267,7 @@ static REMOVE_DEADLINE: LazyLock<Duration> = LazyLock::new(|| {
 /// default). Then it returns the error, and the container stays labelled
 /// for the sweep. A refusal that cannot heal (a 4xx) returns at once.
 async fn remove_patiently(id: &str) -> Result<()> {
-    let deadline = Instant::now() + *REMOVE_DEADLINE;
+    let deadline = deadline_in(*REMOVE_DEADLINE);
     loop {
         let result = match docker().await {
             Ok(docker) => remove_once(&docker, id).await,
@@ -269,7 +284,7 @@ async fn remove_patiently(id: &str) -> Result<()> {
             }
             Err(_) => return result.map_err(|e| cleanup_failed(id, e)),
         };
-        if Instant::now() + wait > deadline {
+        if deadline.saturating_duration_since(Instant::now()) < wait {
             return result.map_err(|e| cleanup_failed(id, e));
         }
         tokio::time::sleep(wait).await;
@@ -374,7 +389,7 @@ pub(crate) fn remove_in_background(id: String, name: String, wait: bool) {
     let engine = match get() {
         Ok(engine) => engine,
         Err(e) => {
-            eprintln!("dockfix: cannot remove container {name}: {e}");
+            warn(format_args!("cannot remove container {name}: {e}"));
             return;
         }
     };
@@ -384,9 +399,9 @@ pub(crate) fn remove_in_background(id: String, name: String, wait: bool) {
         let _removal = removal;
         let result = remove_patiently(&id).await;
         if let Err(e) = result {
-            eprintln!(
-                "dockfix: could not remove container {name} ({id}): {e}; it stays labelled for `dockfix sweep`"
-            );
+            warn(format_args!(
+                "could not remove container {name} ({id}): {e}; it stays labelled for `dockfix sweep`"
+            ));
         }
     });
     if wait && !on_engine_thread() {
@@ -419,7 +434,7 @@ pub(crate) fn wait_for_removals_blocking(timeout: Duration) -> usize {
     let Some(Ok(engine)) = ENGINE.get() else {
         return 0;
     };
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_in(timeout);
     wait_until(engine, deadline, |s| s.pending.is_empty());
     engine.cleanup.lock().pending.len()
 }
@@ -429,7 +444,7 @@ static EXIT_WAIT: LazyLock<Duration> = LazyLock::new(|| {
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(DEFAULT_EXIT_WAIT)
 });
 
@@ -440,7 +455,7 @@ fn exit_hook() {
     let Some(Ok(engine)) = ENGINE.get() else {
         return;
     };
-    let deadline = Instant::now() + *EXIT_WAIT;
+    let deadline = deadline_in(*EXIT_WAIT);
     // A start that finishes while we wait registers a guard nobody will
     // drop any more: go round again until nothing is live or in flight.
     let drained = loop {
@@ -467,12 +482,12 @@ fn exit_hook() {
         let state = engine.cleanup.lock();
         let mut names: Vec<&str> = state.pending.values().map(String::as_str).collect();
         names.sort_unstable();
-        eprintln!(
-            "dockfix: {} container(s) were still being removed when the exit deadline ({:?}) passed: {}; `dockfix sweep` removes them",
+        warn(format_args!(
+            "{} container(s) were still being removed when the exit deadline ({:?}) passed: {}; `dockfix sweep` removes them",
             names.len(),
             *EXIT_WAIT,
             names.join(", ")
-        );
+        ));
     }
 }
 

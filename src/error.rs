@@ -56,7 +56,8 @@ pub enum Error {
     },
 
     /// The container did not become ready: it exited, or the startup
-    /// timeout passed first. The container has been removed.
+    /// timeout passed first. The container has been removed (or, if the
+    /// daemon refused that, its removal is queued).
     #[error(
         "container {container} did not become ready ({condition}): {reason}{}",
         log_section(logs)

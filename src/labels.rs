@@ -20,6 +20,10 @@ pub const LABEL_HOST: &str = "dockfix.host";
 pub const LABEL_CREATED: &str = "dockfix.created";
 /// The dockfix version that created the container.
 pub const LABEL_VERSION: &str = "dockfix.version";
+/// The PID namespace of the owner process (`pid:[4026531836]`), so that
+/// a process in another namespace with the same hostname (a container, a
+/// pod sharing the node's hostname) is never taken for dead.
+pub const LABEL_PIDNS: &str = "dockfix.pidns";
 /// The pool a container belongs to, for pool members.
 pub const LABEL_POOL: &str = "dockfix.pool";
 /// A time to live in seconds, after which the sweep may remove the container.
@@ -33,6 +37,17 @@ static SESSION: LazyLock<String> = LazyLock::new(|| {
     let n: u64 = rand::rng().random();
     format!("{n:016x}")
 });
+
+static PIDNS: LazyLock<Option<String>> = LazyLock::new(|| {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+});
+
+/// This process's PID namespace, where it can be read.
+pub(crate) fn pid_namespace() -> Option<&'static str> {
+    PIDNS.as_deref()
+}
 
 static HOSTNAME: LazyLock<String> = LazyLock::new(|| {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
@@ -78,6 +93,9 @@ pub(crate) fn owner_labels(
         (LABEL_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
     ] {
         labels.insert(k.to_owned(), v);
+    }
+    if let Some(ns) = pid_namespace() {
+        labels.insert(LABEL_PIDNS.to_owned(), ns.to_owned());
     }
     if let Some(ttl) = ttl {
         labels.insert(LABEL_TTL.to_owned(), ttl.as_secs().to_string());

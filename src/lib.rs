@@ -45,7 +45,7 @@
 //!
 //! Every container carries the labels [`LABEL_MANAGED`],
 //! [`LABEL_SESSION`], [`LABEL_PID`], [`LABEL_HOST`], [`LABEL_CREATED`] and
-//! [`LABEL_VERSION`]; nothing without `dockfix.managed=true` is touched.
+//! [`LABEL_VERSION`] (and [`LABEL_PIDNS`] where the PID namespace is readable); nothing without `dockfix.managed=true` is touched.
 //! A process killed by a signal cannot clean up after itself: [`Sweep`]
 //! (and the `dockfix sweep` command behind the `cli` feature) finds its
 //! containers again by these labels, and the first container a later
@@ -88,8 +88,8 @@ pub use container::{ContainerState, TestContainer};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
 pub use labels::{
-    LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_POOL, LABEL_SESSION, LABEL_TTL,
-    LABEL_VERSION, session_id,
+    LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL, LABEL_SESSION,
+    LABEL_TTL, LABEL_VERSION, session_id,
 };
 pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub use pool::{ContainerPool, PoolBuilder, PoolStats, PooledContainer, Reset, ResetFuture};

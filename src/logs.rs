@@ -180,7 +180,8 @@ pub(crate) async fn tail_text(docker: &Docker, id: &str, n: usize) -> String {
 ///
 /// Made by [`TestContainer::follow_logs`](crate::TestContainer::follow_logs).
 /// It is read on the engine runtime and handed over through a channel, so
-/// it can be polled from any executor; dropping it stops the reading.
+/// it can be polled from any executor. Dropping it stops the reading at the
+/// container's next line (or its end).
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct LogStream {

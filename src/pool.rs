@@ -85,10 +85,12 @@ impl PoolBuilder {
     /// Shares the pool between every process on this host that builds a
     /// pool of the same name, through the daemon (default false: the pool
     /// lives in this process). For `cargo nextest`, which runs every test in
-    /// a process of its own. Members are claimed by an atomic rename, so two
-    /// processes never hold one at once; a member held by a process that
-    /// died is recovered (reset, then handed out) by the next one that needs
-    /// it. They outlive the processes on purpose: they carry a `dockfix.ttl`
+    /// a process of its own. A member is claimed by creating its lease
+    /// container, which the daemon allows once per name, so two processes
+    /// never hold one at once; a member held by a process that died is
+    /// recovered (reset, then handed out) by the next one that needs it. The
+    /// reset runs on acquire; `min_idle` and `prewarm` do not apply. They
+    /// outlive the processes on purpose: they carry a `dockfix.ttl`
     /// (the spec's, or 30 minutes) after which `dockfix sweep` removes them,
     /// and `close()` removes the idle ones. The name must be a valid part
     /// of a container name (letters, digits, `_`, `.`, `-`).
@@ -331,6 +333,10 @@ impl ContainerPool {
     /// Removes every idle member now, fails every waiter, and makes members
     /// in use go when they are returned. Later `acquire()`s fail.
     ///
+    /// For a shared pool: removes the members no process holds (held ones
+    /// stay with their holders); the pool stays usable, and a later
+    /// `acquire()` starts members again.
+    ///
     /// # Errors
     ///
     /// The first removal that failed (the others are still attempted).
@@ -423,7 +429,7 @@ impl Inner {
 
     async fn acquire(this: Arc<Inner>) -> Result<PooledContainer> {
         Inner::prewarm(&this);
-        let deadline = Instant::now() + this.acquire_timeout;
+        let deadline = engine::deadline_in(this.acquire_timeout);
         loop {
             let next = {
                 let mut state = this.lock();
@@ -611,13 +617,14 @@ impl Inner {
             ));
         }
         let docker = engine::docker().await?;
-        let deadline = Instant::now() + this.acquire_timeout;
+        let deadline = engine::deadline_in(this.acquire_timeout);
         let mut waited = false;
         for attempt in 0.. {
             let slots = shared::slots(&docker, &this.name).await?;
             let mut members: Vec<(&usize, &String)> = slots.members.iter().collect();
             members.sort();
             for (&slot, member_id) in members {
+                let mut recovered = false;
                 if let Some(lease) = slots.leases.get(&slot) {
                     let gone = matches!(
                         lease.owner(),
@@ -628,6 +635,7 @@ impl Inner {
                     }
                     tracing::debug!(pool = %this.name, slot, "dockfix: removing the lease of a holder that is gone");
                     let _ = engine::force_remove(&docker, &lease.id).await;
+                    recovered = true;
                 }
                 let Some(lease) =
                     shared::lease(&docker, &this.name, slot, &this.spec.image).await?
@@ -635,7 +643,7 @@ impl Inner {
                     continue;
                 };
                 engine::register_live(&lease, &format!("{}-{slot}-lease", this.name));
-                match Inner::ready_member(&this, &docker, member_id, slot).await {
+                match Inner::ready_member(&this, &docker, member_id, slot, recovered).await {
                     Some(c) => {
                         if waited {
                             this.counters.waits.fetch_add(1, Ordering::Relaxed);
@@ -661,6 +669,8 @@ impl Inner {
             if let Some(slot) = (0..this.max_size).find(|s| !slots.members.contains_key(s)) {
                 let mut spec = this.spec.clone();
                 spec.shared_name = Some(shared::member_name(&this.name, slot));
+                // A shared member outlives its creator: never tied to it.
+                spec.remove_on_kill = false;
                 if spec.ttl.is_none() {
                     spec = spec.ttl(shared::DEFAULT_TTL);
                 }
@@ -697,7 +707,13 @@ impl Inner {
         docker: &bollard::Docker,
         id: &str,
         slot: usize,
+        recovered: bool,
     ) -> Option<TestContainer> {
+        // Taken over from a holder that died mid-use: with `Recreate`, a
+        // fresh container takes its place.
+        if recovered && matches!(this.reset, Reset::Recreate) {
+            return None;
+        }
         let name = shared::member_name(&this.name, slot);
         let c = shared::handle(docker, id, &name, &this.spec.image)
             .await
@@ -879,16 +895,26 @@ impl Drop for PooledContainer {
         let Some(container) = self.container.take() else {
             return;
         };
-        let Some(pool) = self.pool.upgrade() else {
-            // The pool is gone: the container goes with it.
-            return drop(container);
-        };
-        let Ok(engine) = engine::get() else {
-            pool.lock().in_use -= 1;
-            return Inner::destroy(&pool, container);
+        let (pool, engine) = match (self.pool.upgrade(), engine::get()) {
+            (Some(pool), Ok(engine)) => (pool, engine),
+            // No pool or no engine: the container goes with its guard (a
+            // shared member's guard leaves it), and a lease is freed.
+            (pool, _) => {
+                if let Some(pool) = pool {
+                    let mut state = pool.lock();
+                    state.in_use = state.in_use.saturating_sub(1);
+                }
+                if let Some(lease) = self.lease.take() {
+                    engine::remove_in_background(lease.clone(), lease, false);
+                }
+                return drop(container);
+            }
         };
         // No longer held from this moment, so that `close()` waits for it.
-        pool.lock().in_use -= 1;
+        {
+            let mut state = pool.lock();
+            state.in_use = state.in_use.saturating_sub(1);
+        }
         let tainted = self.tainted;
         match self.lease.take() {
             Some(lease) => engine.spawn(Inner::release_shared(pool, container, lease, tainted)),

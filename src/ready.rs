@@ -314,8 +314,7 @@ async fn inspect(
     docker: &Docker,
     id: &str,
 ) -> std::result::Result<ContainerInspectResponse, String> {
-    docker
-        .inspect_container(id, None)
+    crate::container::inspect(docker, id, id)
         .await
         .map_err(|e| format!("inspect failed: {e}"))
 }

@@ -305,6 +305,13 @@ where
                 return Err(open.into_error());
             }
         };
+        // A probe is capped at the per-call timeout: while it runs every
+        // other call is refused.
+        let limit = if permit.probe {
+            limit.min(cfg.call_timeout)
+        } else {
+            limit
+        };
         let failure = match tokio::time::timeout(limit, attempt()).await {
             Ok(Ok(value)) => {
                 permit.record(true, &cfg);
@@ -400,6 +407,12 @@ impl Failure {
             },
         }
     }
+}
+
+/// `now + d`, or far in the future when that overflows.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| crate::engine::deadline_in(d))
 }
 
 /// The breaker's state, as [`stats`](crate::stats) reports it.
@@ -551,7 +564,7 @@ impl Breaker {
                 tracing::warn!(failures = failures + 1, cooldown = ?cfg.breaker_cooldown, "dockfix: circuit open, Docker calls fail fast");
                 Phase::Open {
                     since: now,
-                    until: now + cfg.breaker_cooldown,
+                    until: later(now, cfg.breaker_cooldown),
                     failures: failures + 1,
                 }
             }
@@ -562,7 +575,7 @@ impl Breaker {
                 tracing::debug!("dockfix: probe failed, circuit open again");
                 Phase::Open {
                     since,
-                    until: now + cfg.breaker_cooldown,
+                    until: later(now, cfg.breaker_cooldown),
                     failures: failures + 1,
                 }
             }

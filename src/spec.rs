@@ -731,6 +731,7 @@ impl ContainerSpec {
                 let mut labels = labels::owner_labels(&self.labels, self.ttl, self.pool.as_deref());
                 if self.shared_name.is_some() {
                     labels.remove(crate::LABEL_PID);
+                    labels.remove(crate::labels::LABEL_PIDNS);
                 }
                 labels
             }),

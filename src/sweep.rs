@@ -75,6 +75,8 @@ pub struct ManagedResource {
     pub pid: Option<u32>,
     /// `dockfix.host`: the owner's hostname.
     pub host: String,
+    /// `dockfix.pidns`: the owner's PID namespace, where it was readable.
+    pub pid_namespace: Option<String>,
     /// `dockfix.created`: creation time in Unix seconds.
     pub created: Option<u64>,
     /// `dockfix.version`: the dockfix version that created it.
@@ -123,6 +125,7 @@ impl ManagedResource {
             session: get(LABEL_SESSION),
             pid: labels.get(LABEL_PID).and_then(|p| p.parse().ok()),
             host: get(LABEL_HOST),
+            pid_namespace: labels.get(crate::labels::LABEL_PIDNS).cloned(),
             created: labels.get(LABEL_CREATED).and_then(|c| c.parse().ok()),
             version: get(LABEL_VERSION),
             pool: labels.get(LABEL_POOL).cloned(),
@@ -316,6 +319,13 @@ pub(crate) fn probe_process(pid: u32) -> Process {
 fn owner_of(c: &ManagedResource, this_host: &str, probe: &dyn Fn(u32) -> Process) -> Owner {
     if c.host != this_host {
         return Owner::OtherHost;
+    }
+    // Same hostname, another PID namespace: its pids mean nothing here.
+    let here = crate::labels::pid_namespace();
+    if let (Some(theirs), Some(here)) = (c.pid_namespace.as_deref(), here) {
+        if theirs != here {
+            return Owner::OtherHost;
+        }
     }
     let Some(pid) = c.pid else {
         return Owner::Unknown;
@@ -704,13 +714,13 @@ pub(crate) fn reap_on_first_start() {
             match Sweep::new().orphans_only().run_on_engine(&docker).await {
                 Ok(report) => {
                     for (s, message) in &report.failed {
-                        eprintln!(
-                            "dockfix: could not remove orphaned container {} ({}): {message}",
+                        engine::warn(format_args!(
+                            "could not remove orphaned container {} ({}): {message}",
                             s.container.name, s.reason
-                        );
+                        ));
                     }
                 }
-                Err(e) => eprintln!("dockfix: start-up sweep failed: {e}"),
+                Err(e) => engine::warn(format_args!("start-up sweep failed: {e}")),
             }
         });
     });
@@ -732,6 +742,7 @@ mod tests {
             session: "s1".into(),
             pid,
             host: host.into(),
+            pid_namespace: None,
             created: Some(created),
             version: "0.1.0".into(),
             pool: None,
@@ -794,6 +805,18 @@ mod tests {
             reason(&Sweep::new(), &container("here", Some(3), NOW - 60, None)),
             None
         );
+    }
+
+    #[test]
+    fn same_hostname_in_another_pid_namespace_is_never_orphaned() {
+        let mut c = container("here", Some(99), NOW - 60, None);
+        c.pid_namespace = Some("pid:[1]".into());
+        let expected = if crate::labels::pid_namespace().is_some() {
+            None
+        } else {
+            Some("orphaned")
+        };
+        assert_eq!(reason(&Sweep::new(), &c), expected);
     }
 
     #[test]

@@ -73,7 +73,9 @@ fn parse_age(s: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(format!("`{s}` has an unknown unit (use s, m, h or d)")),
     };
-    Ok(Duration::from_secs(n * mult))
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is too long"))
 }
 
 fn main() -> ExitCode {
