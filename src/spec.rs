@@ -688,6 +688,13 @@ impl ContainerSpec {
                 ),
             ));
         }
+        if matches!(mode, Some(m) if m.starts_with("container:")) && !self.extra_hosts.is_empty() {
+            return Err(Error::invalid(
+                "extra_host",
+                self.extra_hosts.join(","),
+                "a container on another container's network shares its /etc/hosts; add the entry there",
+            ));
+        }
         for w in &self.wait_for {
             w.check(self)?;
         }
@@ -706,7 +713,10 @@ impl ContainerSpec {
             })
             .collect::<HashMap<_, _>>();
         let mut extra_hosts = Vec::new();
-        if self.host_gateway && mode != Some("host") {
+        // With `host` or another container's network there is no
+        // /etc/hosts of our own to add to (Docker refuses it).
+        let own_network = !matches!(mode, Some(m) if m == "host" || m.starts_with("container:"));
+        if self.host_gateway && own_network {
             extra_hosts.push("host.docker.internal:host-gateway".to_owned());
         }
         extra_hosts.extend(self.extra_hosts.iter().cloned());
@@ -934,6 +944,12 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        let joined = || ContainerSpec::new("img").network_mode("container:x");
+        assert!(
+            joined().validate().is_ok(),
+            "no host-gateway entry is added there"
+        );
+        assert!(joined().extra_host("db", "10.0.0.1").validate().is_err());
     }
 
     #[test]

@@ -418,7 +418,7 @@ pub struct SweepCandidate {
 pub struct SweepReport {
     /// Removed (or, in a dry run, selected for removal).
     pub removed: Vec<SweepCandidate>,
-    /// SweepCandidate, but the removal failed: each with the daemon's message.
+    /// Selected, but the removal failed: each with the daemon's message.
     pub failed: Vec<(SweepCandidate, String)>,
     /// True if nothing was removed because this was a dry run.
     pub dry_run: bool,
