@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 use crate::container::TestContainer;
 use crate::error::Result;
@@ -84,15 +84,8 @@ pub(crate) struct Slots {
 }
 
 pub(crate) async fn slots(docker: &Docker, pool: &str) -> Result<Slots> {
-    let filters = HashMap::from([("label", vec![format!("{}={pool}", crate::LABEL_POOL)])]);
-    let list = retry::call("list", pool, Retry::Yes, None, || {
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        docker.list_containers(Some(opts))
-    })
-    .await?;
+    let list =
+        crate::sweep::containers_labelled(docker, format!("{}={pool}", crate::LABEL_POOL)).await?;
     let mut slots = Slots::default();
     for summary in list {
         let Some(name) = summary.names.as_ref().and_then(|n| n.first()).cloned() else {

@@ -601,16 +601,25 @@ pub async fn list_managed() -> Result<Vec<ManagedResource>> {
     engine::run(async move { list_on_engine(&engine::docker().await?).await }).await
 }
 
-async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedResource>> {
-    let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
-    let containers = retry::call("list", "managed containers", Retry::Yes, None, || {
+/// Every container, running or not, carrying `label` (`key=value`).
+pub(crate) async fn containers_labelled(
+    docker: &Docker,
+    label: String,
+) -> Result<Vec<ContainerSummary>> {
+    let filters = HashMap::from([("label", vec![label.clone()])]);
+    retry::call("list", &label, Retry::Yes, None, || {
         let opts = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
             .build();
         docker.list_containers(Some(opts))
     })
-    .await?;
+    .await
+}
+
+async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedResource>> {
+    let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
+    let containers = containers_labelled(docker, format!("{LABEL_MANAGED}=true")).await?;
     let networks = retry::call("list", "managed networks", Retry::Yes, None, || {
         docker.list_networks(Some(
             ListNetworksOptionsBuilder::new().filters(&filters).build(),

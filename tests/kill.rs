@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dockfix::{ContainerSpec, Result};
@@ -22,29 +20,10 @@ fn tied() -> ContainerSpec {
 #[tokio::test]
 #[file_serial(heavy)]
 async fn containers_of_a_sigkilled_process_are_gone_within_seconds() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_holds_three_tied_containers",
-            "--ignored",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(support::CHILD_ENV, "1")
-        .env("DOCKFIX_SWEEP_ON_START", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut session = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(s) = line.strip_prefix("SESSION=") {
-            session = s.to_owned();
-        }
-        if line == "READY" {
-            break;
-        }
-    }
+    let mut child = support::spawn_child("child_holds_three_tied_containers", &[]);
+    let session = support::wait_ready(&mut child)
+        .remove("SESSION")
+        .expect("no SESSION line");
     // Three tied containers and the anchor.
     assert_eq!(list_by_label("dockfix.session", &session).await.len(), 4);
     child.kill().unwrap(); // SIGKILL: no Drop, no exit hook

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dockfix::{ContainerPool, ContainerSpec, Reset, Result};
@@ -24,15 +22,6 @@ fn pool(name: &str, max_size: usize) -> ContainerPool {
     .reset(Reset::exec(["rm", "-rf", "/tmp/held"]))
     .acquire_timeout(Duration::from_secs(60))
     .build()
-}
-
-fn child(name: &str, pool_name: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--ignored", "--nocapture", "--quiet"])
-        .env(support::CHILD_ENV, "1")
-        .env("DOCKFIX_SWEEP_ON_START", "0")
-        .env("SHARED_POOL", pool_name);
-    cmd
 }
 
 /// Removes every member of `pool_name`: shared members outlive their
@@ -60,12 +49,7 @@ async fn four_processes_never_hold_a_member_at_once() {
     let name = unique("shared").replace('-', "_");
     let _cleanup = Cleanup(name.clone());
     let children: Vec<_> = (0..4)
-        .map(|_| {
-            child("child_hammers_the_shared_pool", &name)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| support::spawn_child("child_hammers_the_shared_pool", &[("SHARED_POOL", &name)]))
         .collect();
     let mut acquired = 0;
     for c in children {
@@ -115,25 +99,19 @@ async fn child_hammers_the_shared_pool() -> Result<()> {
 async fn the_claim_of_a_sigkilled_process_is_recovered_and_reset() {
     let name = unique("recover").replace('-', "_");
     let _cleanup = Cleanup(name.clone());
-    let mut holder = child("child_holds_a_shared_member", &name)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut held = String::new();
-    for line in BufReader::new(holder.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(id) = line.strip_prefix("HELD=") {
-            held = id.to_owned();
-            break;
-        }
-    }
-    holder.kill().unwrap();
+    let pool_env = [
+        ("SHARED_POOL", name.as_str()),
+        ("DOCKFIX_SWEEP_ON_START", "0"),
+    ];
+    let mut holder = support::spawn_child("child_holds_a_shared_member", &pool_env);
+    let held = support::wait_ready(&mut holder)
+        .remove("HELD")
+        .expect("no HELD line");
+    holder.kill().unwrap(); // SIGKILL: the lease stays behind
     holder.wait().unwrap();
     // The only member is claimed by a dead process: the next process must
     // recover it, reset (its marker gone), and hand it out.
-    let out = child("child_takes_the_only_member", &name)
-        .output()
-        .unwrap();
+    let out = support::run_child("child_takes_the_only_member", &pool_env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert_eq!(
@@ -153,6 +131,7 @@ async fn child_holds_a_shared_member() -> Result<()> {
     let c = pool.acquire().await?;
     c.exec_ok(["mkdir", "/tmp/held"]).await?;
     println!("HELD={}", c.id());
+    println!("READY");
     tokio::time::sleep(Duration::from_secs(300)).await;
     Ok(())
 }

@@ -10,8 +10,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -166,30 +165,10 @@ async fn sweep_removes_exactly_the_containers_of_a_sigkilled_run() {
     assert_eq!(code, 0);
 
     let case = unique("killed");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_holds_three_containers",
-            "--ignored",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(support::CHILD_ENV, "1")
-        .env("DOCKFIX_SWEEP_ON_START", "0")
-        .env("SWEEP_CASE", &case)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut session = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(s) = line.strip_prefix("SESSION=") {
-            session = s.to_owned();
-        }
-        if line == "READY" {
-            break;
-        }
-    }
+    let mut child = support::spawn_child("child_holds_three_containers", &[("SWEEP_CASE", &case)]);
+    let session = support::wait_ready(&mut child)
+        .remove("SESSION")
+        .expect("no SESSION line");
     child.kill().unwrap(); // SIGKILL: no Drop, no exit hook
     child.wait().unwrap();
     let held: BTreeSet<String> = list_by_label("dockfix.session", &session)

@@ -155,6 +155,42 @@ pub fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run test {name} in a child process: {e}"))
 }
 
+/// Starts the test `name` of this binary in a child process, like
+/// [`run_child`], without waiting for it; its stdout is piped. With
+/// `DOCKFIX_SWEEP_ON_START=0`, so that its first start reaps nothing.
+pub fn spawn_child(name: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("cannot find the test binary");
+    Command::new(exe)
+        .args(["--exact", name, "--ignored", "--nocapture", "--quiet"])
+        .env(CHILD_ENV, "1")
+        .env("DOCKFIX_SWEEP_ON_START", "0")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run test {name} in a child process: {e}"))
+}
+
+/// Reads the `KEY=value` lines a child started by [`spawn_child`] prints,
+/// until it prints `READY` (or ends).
+pub fn wait_ready(child: &mut std::process::Child) -> HashMap<String, String> {
+    use std::io::BufRead;
+    let stdout = child
+        .stdout
+        .take()
+        .expect("the child's stdout is not piped");
+    let mut values = HashMap::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("cannot read the child's stdout");
+        if line == "READY" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            values.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    values
+}
+
 async fn exists(docker: &Docker, id: &str) -> bool {
     match docker.inspect_container(id, None).await {
         Ok(_) => true,
