@@ -31,24 +31,41 @@ use crate::error::Result;
 use crate::labels;
 use crate::retry::{self, Retry};
 
-static ANCHOR: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+/// The anchor's id, once started; replaced when it is found gone.
+static ANCHOR: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::const_new(None);
 
 /// The attached stdin of the anchor: held, never written, until the
 /// process ends and the kernel closes it.
 static STDIN: Mutex<Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>> =
     Mutex::new(None);
 
-/// The anchor's id, starting it on first use. Runs on the engine.
+/// The anchor's id, starting it on first use, and again if it is no
+/// longer running (a daemon restart, a sweep by session). Runs on the
+/// engine.
 pub(crate) async fn anchor(docker: &Docker, image: &str) -> Result<String> {
-    ANCHOR
-        .get_or_try_init(|| start(docker, image))
-        .await
-        .cloned()
+    let mut anchor = ANCHOR.lock().await;
+    if let Some(id) = anchor.as_ref() {
+        let running = crate::container::inspect(docker, id, id)
+            .await
+            .is_ok_and(|info| info.state.and_then(|s| s.running) == Some(true));
+        if running {
+            return Ok(id.clone());
+        }
+        engine::remove_in_background(id.clone(), id.clone(), false);
+    }
+    let id = start(docker, image).await?;
+    *anchor = Some(id.clone());
+    Ok(id)
 }
 
 async fn start(docker: &Docker, image: &str) -> Result<String> {
     let image = std::env::var("DOCKFIX_ANCHOR_IMAGE").unwrap_or_else(|_| image.to_owned());
-    let name = format!("dockfix-anchor-{}", labels::session_id());
+    use rand::Rng;
+    let name = format!(
+        "dockfix-anchor-{}-{:04x}",
+        labels::session_id(),
+        rand::rng().random::<u16>()
+    );
     let body = ContainerCreateBody {
         image: Some(image.clone()),
         entrypoint: Some(vec!["cat".to_owned()]),

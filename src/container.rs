@@ -181,8 +181,20 @@ impl TestContainer {
     /// [`Error::Docker`] if the daemon refuses.
     pub async fn logs(&self) -> Result<Logs> {
         let (id, name) = (self.id.clone(), self.name.clone());
-        engine::run(async move { logs::collect(&engine::docker().await?, &id, &name, None).await })
-            .await
+        engine::run(async move {
+            let docker = engine::docker().await?;
+            let limit = retry::config().call_timeout;
+            match tokio::time::timeout(limit, logs::collect(&docker, &id, &name, None)).await {
+                Ok(logs) => logs,
+                Err(_) => Err(Error::Docker {
+                    operation: "logs",
+                    target: name,
+                    status: None,
+                    message: format!("no complete answer within the per-call timeout of {limit:?}"),
+                }),
+            }
+        })
+        .await
     }
 
     /// Follows the container log line by line, from its start; the stream

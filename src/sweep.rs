@@ -517,9 +517,17 @@ impl Sweep {
 
     async fn plan_on_engine(&self, docker: &Docker) -> Result<Vec<SweepCandidate>> {
         let now = now_secs();
-        Ok(list_on_engine(docker)
-            .await?
+        let all = list_on_engine(docker).await?;
+        // A shared pool's member in use has a lease whose owner is alive:
+        // its ttl must not take it from under its holder.
+        let leased_by_the_living: std::collections::HashSet<String> = all
+            .iter()
+            .filter(|c| c.name.ends_with("-lease") && c.owner() == Owner::Alive)
+            .map(|c| c.name.trim_end_matches("-lease").to_owned())
+            .collect();
+        Ok(all
             .into_iter()
+            .filter(|c| self.session.is_some() || !leased_by_the_living.contains(&c.name))
             .filter_map(|c| {
                 let reason = self.select(&c, hostname(), &probe_process, now)?;
                 Some(SweepCandidate {

@@ -193,3 +193,59 @@ async fn close_removes_the_idle_members_of_a_shared_pool() -> Result<()> {
     assert!(list_by_label("dockfix.pool", &name).await.is_empty());
     Ok(())
 }
+
+/// A sweep takes an expired shared member only once no living process
+/// holds its lease.
+#[cfg(feature = "cli")]
+#[tokio::test]
+#[file_serial(heavy)]
+async fn an_expired_shared_member_is_swept_only_when_no_one_holds_it() -> Result<()> {
+    let name = unique("expire").replace('-', "_");
+    let _cleanup = Cleanup(name.clone());
+    let spec = ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .network_mode("none")
+        .ttl(Duration::from_secs(1));
+    let pool = ContainerPool::builder(&name, spec)
+        .shared(true)
+        .max_size(1)
+        .build();
+    let held = pool.acquire().await?;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let sweep = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dockfix"))
+            .args(["sweep"])
+            .env("DOCKFIX_SWEEP_ON_START", "0")
+            .output()
+            .unwrap()
+    };
+    let out = sweep();
+    assert!(out.status.success());
+    assert!(
+        support::container_exists(held.id()).await,
+        "swept from under its holder"
+    );
+    let id = held.id().to_owned();
+    drop(held);
+    // Once the lease is gone the expired member goes with the next sweep.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while list_by_label("dockfix.pool", &name).await.len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = sweep();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !support::container_exists(&id).await,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
