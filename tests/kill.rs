@@ -83,6 +83,7 @@ async fn child_starts_tied_containers_and_returns() -> Result<()> {
 }
 
 #[tokio::test]
+#[file_serial(heavy)]
 async fn a_tied_container_works_and_shares_the_anchors_pid_namespace() -> Result<()> {
     let c = tied().start().await?;
     assert_eq!(c.exec_ok(["echo", "hi"]).await?.stdout, "hi\n");
@@ -92,5 +93,33 @@ async fn a_tied_container_works_and_shares_the_anchors_pid_namespace() -> Result
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "cat"]),
         "{ps}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+#[file_serial(heavy)]
+async fn a_gone_anchor_is_replaced_by_the_next_tied_start() -> Result<()> {
+    let first = tied().start().await?;
+    let anchors = list_by_label("dockfix.session", dockfix::session_id()).await;
+    // Remove this process's anchor behind dockfix's back: its tied
+    // containers die with it.
+    for id in anchors {
+        let name = support::raw_docker()
+            .await
+            .inspect_container(&id, None)
+            .await
+            .ok()
+            .and_then(|i| i.name)
+            .unwrap_or_default();
+        if name.starts_with("/dockfix-anchor-") {
+            support::force_remove(&id).await;
+        }
+    }
+    assert!(
+        support::wait_gone(first.id(), Duration::from_secs(10)).await,
+        "the tied container outlived its anchor"
+    );
+    let second = tied().start().await?;
+    assert_eq!(second.exec_ok(["echo", "alive"]).await?.stdout, "alive\n");
     Ok(())
 }
