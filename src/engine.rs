@@ -261,6 +261,11 @@ static REMOVE_DEADLINE: LazyLock<Duration> = LazyLock::new(|| {
         .unwrap_or(Duration::from_secs(60))
 });
 
+/// How long a Drop-time removal keeps trying (`DOCKFIX_REMOVE_DEADLINE`).
+pub(crate) fn remove_deadline() -> Duration {
+    *REMOVE_DEADLINE
+}
+
 /// A removal that outlasts a daemon that fails for a while: past the retry
 /// layer's own attempts it waits (for the breaker's next probe, while that
 /// is open) and tries again, until `DOCKFIX_REMOVE_DEADLINE` (60 s by

@@ -76,6 +76,7 @@ mod error;
 mod exec;
 mod labels;
 mod logs;
+mod network;
 mod pool;
 mod ready;
 mod retry;
@@ -92,6 +93,7 @@ pub use labels::{
     LABEL_TTL, LABEL_VERSION, session_id,
 };
 pub use logs::{LogLine, LogSource, LogStream, Logs};
+pub use network::Network;
 pub use pool::{ContainerPool, PoolBuilder, PoolStats, PooledContainer, Reset, ResetFuture};
 pub use ready::WaitFor;
 pub use retry::{__layer_cost, BreakerState, Config, Stats, stats};

@@ -236,6 +236,8 @@ pub struct ContainerSpec {
     pub(crate) wait_on_drop: bool,
     pub(crate) remove_on_kill: bool,
     pub(crate) ttl: Option<Duration>,
+    /// A network to join at create, with its aliases.
+    network: Option<(String, Vec<String>)>,
     /// The pool this spec's containers belong to, for `dockfix.pool`.
     pub(crate) pool: Option<String>,
     /// For members of a pool shared across processes: this exact name,
@@ -273,6 +275,7 @@ impl ContainerSpec {
             remove_on_kill: std::env::var("DOCKFIX_REMOVE_ON_KILL")
                 .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
             ttl: None,
+            network: None,
             pool: None,
             shared_name: None,
             invalid: None,
@@ -555,6 +558,43 @@ impl ContainerSpec {
         self
     }
 
+    /// Joins `network` (created with [`Network::new`](crate::Network::new))
+    /// under these aliases, by which other containers on it reach this one.
+    /// Sets the network mode to the network.
+    pub fn network<I, S>(self, network: &crate::Network, aliases: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.network_named(network.name(), aliases)
+    }
+
+    /// Like [`network`](Self::network), for a network made elsewhere.
+    pub fn network_named<I, S>(mut self, name: impl Into<String>, aliases: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let name = name.into();
+        let aliases: Vec<String> = aliases.into_iter().map(Into::into).collect();
+        if let Some(bad) = aliases.iter().find(|a| {
+            a.is_empty()
+                || !a
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        }) {
+            let bad = bad.clone();
+            return self.refuse(
+                "network",
+                bad,
+                "an alias is a hostname: letters, digits, `-`, `.`, `_`",
+            );
+        }
+        self.network_mode = Some(name.clone());
+        self.network = Some((name, aliases));
+        self
+    }
+
     /// A Docker healthcheck: `cmd` run every `interval` in the container,
     /// exit 0 meaning healthy. Pair it with [`WaitFor::healthy`].
     pub fn healthcheck<I, S>(mut self, cmd: I, interval: Duration) -> Self
@@ -749,6 +789,17 @@ impl ContainerSpec {
                 .then(|| self.exposed.iter().map(|p| format!("{p}/tcp")).collect()),
             healthcheck: self.healthcheck.clone(),
             host_config: Some(host_config),
+            networking_config: self.network.as_ref().map(|(name, aliases)| {
+                bollard::models::NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        name.clone(),
+                        bollard::models::EndpointSettings {
+                            aliases: (!aliases.is_empty()).then(|| aliases.clone()),
+                            ..Default::default()
+                        },
+                    )])),
+                }
+            }),
             ..Default::default()
         })
     }

@@ -98,3 +98,85 @@ async fn host_port_of_an_unexposed_port_is_a_clear_error() -> Result<()> {
     assert!(err.to_string().contains("expose(5432)"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn containers_on_a_network_reach_each_other_by_alias_and_everything_goes_in_any_order()
+-> Result<()> {
+    let net = dockfix::Network::new().await?;
+    let labels = support::raw_docker()
+        .await
+        .inspect_network(
+            net.id(),
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap()
+        .labels
+        .unwrap_or_default();
+    assert_eq!(
+        labels.get("dockfix.managed").map(String::as_str),
+        Some("true")
+    );
+    let web = ContainerSpec::new(IMAGE)
+        .cmd([
+            "sh",
+            "-c",
+            "echo hello from web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+        ])
+        .network(&net, ["web", "www.test"])
+        .start()
+        .await?;
+    let client = ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .network(&net, ["client"])
+        .start()
+        .await?;
+    for host in ["web", "www.test"] {
+        let out = client
+            .exec_ok(["wget", "-qO-", &format!("http://{host}:8080/index.html")])
+            .timeout(Duration::from_secs(10))
+            .await?;
+        assert_eq!(out.stdout, "hello from web\n");
+    }
+    // The network guard goes first: its removal waits for the containers.
+    let (net_id, ids) = (
+        net.id().to_owned(),
+        [web.id().to_owned(), client.id().to_owned()],
+    );
+    drop(net);
+    drop((web, client));
+    assert_eq!(dockfix::wait_for_removals(Duration::from_secs(30)).await, 0);
+    for id in &ids {
+        assert!(!support::container_exists(id).await);
+    }
+    let gone = support::raw_docker()
+        .await
+        .inspect_network(
+            &net_id,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await;
+    assert!(gone.is_err(), "the network is still there");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_alias_is_refused() {
+    let net = dockfix::Network::new().await.unwrap();
+    let err = ContainerSpec::new(IMAGE)
+        .network(&net, ["not an alias"])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidSpec {
+                field: "network",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    net.remove().await.unwrap();
+}
