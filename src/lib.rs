@@ -85,7 +85,7 @@ mod spec;
 mod sweep;
 mod sys;
 
-pub use container::{ContainerState, TestContainer};
+pub use container::{ContainerState, ContainerStats, TestContainer};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
 pub use labels::{

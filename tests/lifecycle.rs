@@ -100,3 +100,25 @@ fn the_blocking_api_starts_execs_and_reads_logs_without_a_runtime() -> Result<()
     assert!(c.state()?.running);
     c.remove()
 }
+
+#[tokio::test]
+async fn stats_of_a_busy_container_show_cpu_and_memory_within_its_limit() -> Result<()> {
+    let c = ContainerSpec::new(IMAGE)
+        .cmd(["sh", "-c", "while :; do :; done"])
+        .network_mode("none")
+        .memory("64m")
+        .start()
+        .await?;
+    let stats = c.stats().await?;
+    assert!(stats.cpu_percent > 10.0, "{stats:?}");
+    assert_eq!(stats.memory_limit, 64 << 20, "{stats:?}");
+    assert!(
+        stats.memory_usage > 0 && stats.memory_usage <= stats.memory_limit,
+        "{stats:?}"
+    );
+    assert!(
+        stats.memory_percent > 0.0 && stats.memory_percent <= 100.0,
+        "{stats:?}"
+    );
+    Ok(())
+}
