@@ -304,6 +304,47 @@ impl TestContainer {
         .await
     }
 
+    /// Copies `host` (a file, or a directory and everything in it) into the
+    /// existing directory `container_dir`, under its own name, keeping
+    /// modes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Copy`] if `host` cannot be read; [`Error::Docker`] if the
+    /// daemon refuses (404: `container_dir` does not exist).
+    pub async fn copy_in(
+        &self,
+        host: impl AsRef<std::path::Path>,
+        container_dir: &str,
+    ) -> Result<()> {
+        let (id, name) = (self.id.clone(), self.name.clone());
+        let (host, dir) = (host.as_ref().to_owned(), container_dir.to_owned());
+        engine::run(async move {
+            crate::files::upload(&engine::docker().await?, &id, &name, &host, &dir).await
+        })
+        .await
+    }
+
+    /// Copies `container_path` (a file or a directory) into the existing
+    /// host directory `host_dir`, under its own name, keeping modes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the daemon refuses (404: no such path);
+    /// [`Error::Copy`] if the files cannot be written.
+    pub async fn copy_out(
+        &self,
+        container_path: &str,
+        host_dir: impl AsRef<std::path::Path>,
+    ) -> Result<()> {
+        let (id, name) = (self.id.clone(), self.name.clone());
+        let (path, dir) = (container_path.to_owned(), host_dir.as_ref().to_owned());
+        engine::run(async move {
+            crate::files::download(&engine::docker().await?, &id, &name, &path, &dir).await
+        })
+        .await
+    }
+
     /// One sample of the container's CPU and memory use. Docker takes two
     /// readings about a second apart for the CPU figure, so this takes
     /// about a second.
@@ -512,6 +553,12 @@ async fn start_on_engine(
         }),
     };
     engine::register_live(&guard.id, &guard.name);
+    for (host, dir) in &spec.copies {
+        if let Err(e) = crate::files::upload(&docker, &guard.id, &guard.name, host, dir).await {
+            guard.discard(&docker).await;
+            return Err(e);
+        }
+    }
     let deadline = engine::deadline_in(spec.startup_timeout);
     let started = retry::call("start", &guard.name, Retry::Yes, None, || {
         docker.start_container(&guard.id, None)

@@ -104,6 +104,17 @@ pub enum Error {
         next_probe_in: Duration,
     },
 
+    /// Copying files into or out of a container failed.
+    #[error("copying {path} for container {container} failed: {message}")]
+    Copy {
+        /// The container name.
+        container: String,
+        /// The host or container path being copied.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// No pool member came back within the acquire timeout.
     #[error(
         "pool {pool} had no free container within {waited:?}: all {max_size} are in use; raise max_size, return holders sooner, or raise acquire_timeout"

@@ -74,6 +74,7 @@ mod container;
 mod engine;
 mod error;
 mod exec;
+mod files;
 mod labels;
 mod logs;
 mod network;

@@ -236,6 +236,8 @@ pub struct ContainerSpec {
     pub(crate) wait_on_drop: bool,
     pub(crate) remove_on_kill: bool,
     pub(crate) ttl: Option<Duration>,
+    /// Files copied in after create, before start: (host path, container dir).
+    pub(crate) copies: Vec<(PathBuf, String)>,
     /// A network to join at create, with its aliases.
     network: Option<(String, Vec<String>)>,
     /// The pool this spec's containers belong to, for `dockfix.pool`.
@@ -275,6 +277,7 @@ impl ContainerSpec {
             remove_on_kill: std::env::var("DOCKFIX_REMOVE_ON_KILL")
                 .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
             ttl: None,
+            copies: Vec::new(),
             network: None,
             pool: None,
             shared_name: None,
@@ -555,6 +558,27 @@ impl ContainerSpec {
             );
         }
         self.network_mode = Some(mode);
+        self
+    }
+
+    /// Copies `host` (a file, or a directory and everything in it) into the
+    /// directory `container_dir` of the image, under its own name, after the
+    /// container is created and before it starts: for fixture files a
+    /// process needs from its first moment. `host` must exist; the
+    /// directory must exist in the image.
+    pub fn copy_in(mut self, host: impl AsRef<Path>, container_dir: impl Into<String>) -> Self {
+        let (host, dir) = (host.as_ref().to_owned(), container_dir.into());
+        if !host.exists() {
+            return self.refuse(
+                "copy_in",
+                host.display().to_string(),
+                "the host path does not exist",
+            );
+        }
+        if !dir.starts_with('/') {
+            return self.refuse("copy_in", dir, "the container directory must be absolute");
+        }
+        self.copies.push((host, dir));
         self
     }
 
