@@ -80,7 +80,8 @@ async fn start(docker: &Docker, image: &str) -> Result<String> {
         }),
         ..Default::default()
     };
-    let id = crate::container::create(docker, &name, &image, body).await?;
+    let id =
+        crate::container::create(docker, &name, &image, body, Default::default(), None).await?;
     // The exit hook removes the anchor (and so every tied container)
     // explicitly; the kernel path is for when no hook runs.
     engine::register_live(&id, &name);

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, StopContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
 use futures::StreamExt;
 
 use crate::engine;
@@ -527,7 +525,16 @@ async fn start_on_engine(
         crate::anchor::tie(&mut body, &anchor);
     }
     let name = spec.fresh_name();
-    let id = match create(&docker, &name, &spec.image, body).await {
+    let id = match create(
+        &docker,
+        &name,
+        &spec.image,
+        body,
+        spec.pull_policy,
+        spec.pull_progress.as_ref(),
+    )
+    .await
+    {
         Ok(id) => id,
         Err(e) => {
             // A create that failed without a clear refusal (a timeout, a
@@ -616,7 +623,12 @@ pub(crate) async fn create(
     name: &str,
     image: &str,
     body: ContainerCreateBody,
+    policy: crate::image::PullPolicy,
+    progress: Option<&crate::image::ProgressFn>,
 ) -> Result<String> {
+    if policy == crate::image::PullPolicy::Always {
+        crate::image::pull(docker, image, policy, progress).await?;
+    }
     match create_once(docker, name, &body).await {
         // A 404 also means a missing network or volume: pull only when the
         // image is the thing missing.
@@ -631,7 +643,7 @@ pub(crate) async fn create(
         }
         other => return other,
     }
-    pull(docker, image).await?;
+    crate::image::pull(docker, image, policy, progress).await?;
     create_once(docker, name, &body).await
 }
 
@@ -680,42 +692,6 @@ pub(crate) async fn inspect(
         docker.inspect_container(id, None)
     })
     .await
-}
-
-async fn pull(docker: &Docker, image: &str) -> Result<()> {
-    let (repo, tag) = split_reference(image);
-    let mut opts = CreateImageOptionsBuilder::new().from_image(repo);
-    if let Some(tag) = tag {
-        opts = opts.tag(tag);
-    }
-    retry::gate()?;
-    let mut progress = docker.create_image(Some(opts.build()), None, None);
-    while let Some(step) = progress.next().await {
-        let failure = match step {
-            Ok(info) => info.error_detail.and_then(|d| d.message),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(reason) = failure {
-            return Err(Error::ImageNotFound {
-                image: image.to_owned(),
-                reason,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Splits `repo[:tag]` (a digest stays in the repo part); an image without
-/// tag or digest means `latest`, as the Docker CLI has it.
-fn split_reference(image: &str) -> (&str, Option<&str>) {
-    if image.contains('@') {
-        return (image, None);
-    }
-    let last = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last..].rfind(':') {
-        Some(i) => (&image[..last + i], Some(&image[last + i + 1..])),
-        None => (image, Some("latest")),
-    }
 }
 
 /// Container TCP port → host port, from inspect.
@@ -774,20 +750,5 @@ mod tests {
         assert!((stats.cpu_percent - 20.0).abs() < 1e-9, "{stats:?}");
         assert_eq!((stats.memory_usage, stats.memory_limit), (200, 1000));
         assert!((stats.memory_percent - 20.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn references_split_into_repo_and_tag() {
-        assert_eq!(split_reference("busybox"), ("busybox", Some("latest")));
-        assert_eq!(split_reference("postgres:16"), ("postgres", Some("16")));
-        assert_eq!(
-            split_reference("localhost:5000/x"),
-            ("localhost:5000/x", Some("latest"))
-        );
-        assert_eq!(
-            split_reference("localhost:5000/x:1"),
-            ("localhost:5000/x", Some("1"))
-        );
-        assert_eq!(split_reference("x@sha256:ab"), ("x@sha256:ab", None));
     }
 }

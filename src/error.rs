@@ -31,6 +31,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The registry could not be reached, or refused the pull.
+    #[error("image `{image}` could not be pulled: {reason}")]
+    RegistryUnavailable {
+        /// The image reference.
+        image: String,
+        /// What the daemon or the registry answered, and the pull policy.
+        reason: String,
+    },
+
     /// The Docker daemon could not be reached.
     #[error("docker daemon at {endpoint} is unavailable: {reason}; {hint}")]
     DockerUnavailable {

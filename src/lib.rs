@@ -75,6 +75,7 @@ mod engine;
 mod error;
 mod exec;
 mod files;
+mod image;
 mod labels;
 mod logs;
 mod network;
@@ -89,6 +90,7 @@ mod sys;
 pub use container::{ContainerState, ContainerStats, TestContainer};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
+pub use image::{PullPolicy, PullProgress};
 pub use labels::{
     LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL, LABEL_SESSION,
     LABEL_TTL, LABEL_VERSION, session_id,

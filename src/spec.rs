@@ -236,6 +236,10 @@ pub struct ContainerSpec {
     pub(crate) wait_on_drop: bool,
     pub(crate) remove_on_kill: bool,
     pub(crate) ttl: Option<Duration>,
+    /// When to pull the image.
+    pub(crate) pull_policy: crate::image::PullPolicy,
+    /// Called with each pull progress event.
+    pub(crate) pull_progress: Option<crate::image::ProgressFn>,
     /// Files copied in after create, before start: (host path, container dir).
     pub(crate) copies: Vec<(PathBuf, String)>,
     /// A network to join at create, with its aliases.
@@ -277,6 +281,8 @@ impl ContainerSpec {
             remove_on_kill: std::env::var("DOCKFIX_REMOVE_ON_KILL")
                 .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")),
             ttl: None,
+            pull_policy: Default::default(),
+            pull_progress: None,
             copies: Vec::new(),
             network: None,
             pool: None,
@@ -558,6 +564,25 @@ impl ContainerSpec {
             );
         }
         self.network_mode = Some(mode);
+        self
+    }
+
+    /// When the image is pulled (default [`PullPolicy::IfMissing`]).
+    /// Concurrent starts that need the same missing image pull it once.
+    /// Credentials come from the Docker CLI's config
+    /// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths`).
+    pub fn pull_policy(mut self, policy: crate::image::PullPolicy) -> Self {
+        self.pull_policy = policy;
+        self
+    }
+
+    /// Calls `report` with each progress event of a pull (layer bytes done
+    /// and total). On a terminal, progress also goes to stderr.
+    pub fn on_pull_progress(
+        mut self,
+        report: impl Fn(&crate::image::PullProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.pull_progress = Some(crate::image::ProgressFn(std::sync::Arc::new(report)));
         self
     }
 

@@ -119,7 +119,7 @@ async fn child_missing_image() -> Result<()> {
         .start()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");
+    assert!(matches!(err, Error::RegistryUnavailable { .. }), "{err}");
     // One create (404), one pull attempt (which fails at the registry),
     // and nothing again.
     assert_eq!(proxy.count("POST", "/containers/create"), 1);

@@ -1,0 +1,123 @@
+//! Pulling, for real, from a local registry started by `ci/registry`
+//! (127.0.0.1:5000, holding 127.0.0.1:5000/dockfix-test/pullme:latest).
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dockfix::{ContainerSpec, Error, PullPolicy, PullProgress, Result};
+use serial_test::file_serial;
+
+const PULLED: &str = "127.0.0.1:5000/dockfix-test/pullme:latest";
+
+/// Removes the pulled image locally, so that the next start pulls it.
+async fn forget_image() {
+    // Containers of earlier tests still using it go first.
+    dockfix::wait_for_removals(std::time::Duration::from_secs(30)).await;
+    let docker = support::raw_docker().await;
+    let force = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+        .force(true)
+        .build();
+    let _ = docker.remove_image(PULLED, Some(force), None).await;
+    assert!(
+        docker.inspect_image(PULLED).await.is_err(),
+        "the image is still there"
+    );
+}
+
+fn spec() -> ContainerSpec {
+    ContainerSpec::new(PULLED).network_mode("none")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(images)]
+async fn a_missing_image_is_pulled_with_progress_events() -> Result<()> {
+    forget_image().await;
+    let events: Arc<Mutex<Vec<PullProgress>>> = Arc::default();
+    let seen = events.clone();
+    let c = spec()
+        .on_pull_progress(move |e| seen.lock().unwrap().push(e.clone()))
+        .start()
+        .await?;
+    assert_eq!(
+        c.exec_ok(["cat", "/marker"]).await?.stdout,
+        "pulled from the local registry\n"
+    );
+    let events = events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.status == "Downloading" && e.current.is_some() && e.total.is_some()),
+        "no byte progress among {events:?}"
+    );
+    assert!(events.iter().all(|e| e.image == PULLED));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(images)]
+async fn never_refuses_a_missing_image_and_says_why() {
+    forget_image().await;
+    let err = spec()
+        .pull_policy(PullPolicy::Never)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("pull policy is Never"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(images)]
+async fn eight_concurrent_starts_pull_once() -> Result<()> {
+    forget_image().await;
+    let pulls = Arc::new(AtomicUsize::new(0));
+    let starts = (0..8).map(|_| {
+        let pulls = pulls.clone();
+        spec()
+            .on_pull_progress(move |e| {
+                if e.status.starts_with("Pulling from") {
+                    pulls.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .start()
+    });
+    let started = futures::future::try_join_all(starts).await?;
+    assert_eq!(started.len(), 8);
+    assert_eq!(pulls.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(images)]
+async fn always_pulls_even_when_the_image_is_there() -> Result<()> {
+    let first = spec().start().await?; // present from here on
+    drop(first);
+    let events = Arc::new(AtomicUsize::new(0));
+    let seen = events.clone();
+    let _c = spec()
+        .pull_policy(PullPolicy::Always)
+        .on_pull_progress(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .start()
+        .await?;
+    assert!(events.load(Ordering::SeqCst) > 0, "Always did not pull");
+    Ok(())
+}
+
+#[tokio::test]
+async fn not_found_and_unreachable_registries_are_told_apart() {
+    let err = ContainerSpec::new("127.0.0.1:5000/dockfix-test/nope:1")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("pull policy IfMissing"), "{err}");
+    let err = ContainerSpec::new("127.0.0.1:5999/dockfix-test/nope:1")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RegistryUnavailable { .. }), "{err}");
+}
