@@ -40,6 +40,15 @@ fn pack(host: &Path) -> std::io::Result<Vec<u8>> {
     archive.into_inner()
 }
 
+/// A tar archive of what is inside directory `dir` (not `dir` itself):
+/// a build context.
+pub(crate) fn pack_contents(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    archive.follow_symlinks(false);
+    archive.append_dir_all(".", dir)?;
+    archive.into_inner()
+}
+
 /// Puts `host` into the existing directory `container_dir` of container
 /// `id` (running or only created), under its own name.
 pub(crate) async fn upload(

@@ -62,6 +62,162 @@ impl std::fmt::Debug for ProgressFn {
     }
 }
 
+/// An image made for tests without a registry: built from a Dockerfile
+/// context, or imported from a root filesystem tar. It carries the owner
+/// labels (`dockfix.managed`, the session, …). Images are shared by every
+/// container started from them, so dropping the handle keeps the image;
+/// [`remove`](LocalImage::remove) is the opt-in removal.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> dockfix::Result<()> {
+/// let image = dockfix::LocalImage::build("./tests/image-context", "dockfix-test/app:dev").await?;
+/// let c = dockfix::ContainerSpec::new(image.reference()).start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    reference: String,
+}
+
+impl LocalImage {
+    /// Builds `context` (a directory holding a `Dockerfile`) with Docker's
+    /// builder and tags the result `tag`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Copy`] if the context cannot be read; [`Error::Docker`]
+    /// with the builder's message if a step fails.
+    pub async fn build(
+        context: impl AsRef<std::path::Path>,
+        tag: impl Into<String>,
+    ) -> Result<LocalImage> {
+        let (context, tag) = (context.as_ref().to_owned(), tag.into());
+        let shown = context.display().to_string();
+        let archive = std::fs::metadata(context.join("Dockerfile"))
+            .and_then(|_| crate::files::pack_contents(&context))
+            .map_err(|e| Error::Copy {
+                container: "image build".to_owned(),
+                path: shown,
+                message: e.to_string(),
+            })?;
+        let reference = tag.clone();
+        crate::engine::run(async move {
+            let docker = crate::engine::docker().await?;
+            retry::gate()?;
+            let labels = crate::labels::owner_labels(&HashMap::new(), None, None);
+            let opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
+                .t(&tag)
+                .rm(true)
+                .labels(&labels)
+                .build();
+            let mut steps =
+                docker.build_image(opts, None, Some(bollard::body_full(archive.into())));
+            let mut output = String::new();
+            while let Some(step) = steps.next().await {
+                let step = step.map_err(|e| Error::docker("build", &tag, e))?;
+                if let Some(line) = step.stream {
+                    output.push_str(&line);
+                }
+                if let Some(message) = step.error_detail.and_then(|d| d.message) {
+                    return Err(Error::Docker {
+                        operation: "build",
+                        target: tag,
+                        status: None,
+                        message: format!(
+                            "{message}\n--- build output ---\n{}",
+                            crate::error::tail(&output, 20)
+                        ),
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(LocalImage { reference })
+    }
+
+    /// Imports `rootfs` (a tar of a root filesystem) as image `tag`, with
+    /// Dockerfile instructions such as `CMD ["sh"]` or `ENV PATH=/bin`
+    /// applied.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the daemon refuses the archive or an instruction.
+    pub async fn import<I, S>(
+        rootfs: impl Into<Vec<u8>>,
+        tag: impl Into<String>,
+        changes: I,
+    ) -> Result<LocalImage>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let (rootfs, tag) = (rootfs.into(), tag.into());
+        let mut changes: Vec<String> = changes.into_iter().map(Into::into).collect();
+        for (k, v) in crate::labels::owner_labels(&HashMap::new(), None, None) {
+            changes.push(format!("LABEL {k}={v:?}"));
+        }
+        let reference = tag.clone();
+        crate::engine::run(async move {
+            let docker = crate::engine::docker().await?;
+            retry::gate()?;
+            let (repo, version) = split_reference(&tag);
+            let opts = CreateImageOptionsBuilder::new()
+                .from_src("-")
+                .repo(repo)
+                .tag(version.unwrap_or("latest"))
+                .changes(changes)
+                .build();
+            let mut steps =
+                docker.create_image(Some(opts), Some(bollard::body_full(rootfs.into())), None);
+            while let Some(step) = steps.next().await {
+                let step = step.map_err(|e| Error::docker("import", &tag, e))?;
+                if let Some(message) = step.error_detail.and_then(|d| d.message) {
+                    return Err(Error::Docker {
+                        operation: "import",
+                        target: tag,
+                        status: None,
+                        message,
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(LocalImage { reference })
+    }
+
+    /// The image reference (`repo:tag`) to start containers from.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// Removes the image (the opt-in cleanup). Containers still using it
+    /// make this fail.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`] if the daemon refuses (409: in use).
+    pub async fn remove(self) -> Result<()> {
+        let reference = self.reference;
+        crate::engine::run(async move {
+            let docker = crate::engine::docker().await?;
+            retry::call("remove image", &reference, Retry::Yes, None, || {
+                docker.remove_image(
+                    &reference,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+            })
+            .await
+            .map(drop)
+        })
+        .await
+    }
+}
+
 /// One lock per image reference: concurrent starts that need the same
 /// missing image pull it once, the others wait and find it there.
 static IN_FLIGHT: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =

@@ -90,7 +90,7 @@ mod sys;
 pub use container::{ContainerState, ContainerStats, TestContainer};
 pub use error::{Error, Result};
 pub use exec::{Exec, ExecOutput};
-pub use image::{PullPolicy, PullProgress};
+pub use image::{LocalImage, PullPolicy, PullProgress};
 pub use labels::{
     LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL, LABEL_SESSION,
     LABEL_TTL, LABEL_VERSION, session_id,

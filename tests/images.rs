@@ -121,3 +121,79 @@ async fn not_found_and_unreachable_registries_are_told_apart() {
         .unwrap_err();
     assert!(matches!(err, Error::RegistryUnavailable { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn an_image_built_from_a_context_runs_and_carries_the_owner_labels() -> Result<()> {
+    let context = support::TempDir::new("context");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM dockfix-test/busybox:latest\nCOPY hello.txt /hello.txt\nCMD [\"sleep\", \"300\"]\n",
+    )
+    .unwrap();
+    std::fs::write(context.path().join("hello.txt"), "built from a context\n").unwrap();
+    let tag = format!("dockfix-test/built:{}", support::unique("t"));
+    let image = dockfix::LocalImage::build(context.path(), &tag).await?;
+    let labels = support::raw_docker()
+        .await
+        .inspect_image(image.reference())
+        .await
+        .unwrap()
+        .config
+        .and_then(|c| c.labels)
+        .unwrap_or_default();
+    assert_eq!(
+        labels.get("dockfix.session").map(String::as_str),
+        Some(dockfix::session_id())
+    );
+    let c = ContainerSpec::new(image.reference())
+        .network_mode("none")
+        .start()
+        .await?;
+    assert_eq!(
+        c.exec_ok(["cat", "/hello.txt"]).await?.stdout,
+        "built from a context\n"
+    );
+    c.remove().await?;
+    image.remove().await
+}
+
+#[tokio::test]
+async fn a_root_filesystem_tar_imports_as_a_runnable_image() -> Result<()> {
+    let mut rootfs = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    header.set_size(busybox.len() as u64);
+    header.set_mode(0o755);
+    rootfs
+        .append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    for applet in ["sh", "sleep", "cat"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        rootfs
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let marker = b"imported\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(marker.len() as u64);
+    header.set_mode(0o644);
+    rootfs
+        .append_data(&mut header, "marker", &marker[..])
+        .unwrap();
+    let tag = format!("dockfix-test/imported:{}", support::unique("t"));
+    let image = dockfix::LocalImage::import(
+        rootfs.into_inner().unwrap(),
+        &tag,
+        ["CMD [\"sleep\", \"300\"]", "ENV PATH=/bin"],
+    )
+    .await?;
+    let c = ContainerSpec::new(image.reference())
+        .network_mode("none")
+        .start()
+        .await?;
+    assert_eq!(c.exec_ok(["cat", "/marker"]).await?.stdout, "imported\n");
+    c.remove().await?;
+    image.remove().await
+}
