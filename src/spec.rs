@@ -567,7 +567,7 @@ impl ContainerSpec {
         self
     }
 
-    /// When the image is pulled (default [`PullPolicy::IfMissing`]).
+    /// When the image is pulled (default [`PullPolicy::IfMissing`](crate::PullPolicy::IfMissing)).
     /// Concurrent starts that need the same missing image pull it once.
     /// Credentials come from the Docker CLI's config
     /// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths`).
