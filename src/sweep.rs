@@ -41,6 +41,8 @@ pub enum ResourceKind {
     Network,
     /// A volume.
     Volume,
+    /// An image built or imported by dockfix (swept only when asked for).
+    Image,
 }
 
 impl std::fmt::Display for ResourceKind {
@@ -49,6 +51,7 @@ impl std::fmt::Display for ResourceKind {
             ResourceKind::Container => "container",
             ResourceKind::Network => "network",
             ResourceKind::Volume => "volume",
+            ResourceKind::Image => "image",
         })
     }
 }
@@ -391,6 +394,7 @@ pub struct Sweep {
     all: bool,
     dry_run: bool,
     orphans_only: bool,
+    images: bool,
     progress: Option<Progress>,
 }
 
@@ -448,6 +452,14 @@ impl Sweep {
     /// (another host, no pid). Live owners on this host are still spared.
     pub fn all(mut self, all: bool) -> Self {
         self.all = all;
+        self
+    }
+
+    /// Also considers images that dockfix built or imported
+    /// ([`LocalImage`](crate::LocalImage)), by the same rules (default
+    /// false: images are shared, so their removal is opt-in).
+    pub fn images(mut self, images: bool) -> Self {
+        self.images = images;
         self
     }
 
@@ -517,7 +529,7 @@ impl Sweep {
 
     async fn plan_on_engine(&self, docker: &Docker) -> Result<Vec<SweepCandidate>> {
         let now = now_secs();
-        let all = list_on_engine(docker).await?;
+        let all = list_on_engine(docker, self.images).await?;
         // A shared pool's member in use has a lease whose owner is alive:
         // its ttl must not take it from under its holder.
         let leased_by_the_living: std::collections::HashSet<String> = all
@@ -606,7 +618,7 @@ impl Sweep {
 /// [`Error::DockerUnavailable`] or [`Error::Docker`] if the daemon cannot
 /// list containers.
 pub async fn list_managed() -> Result<Vec<ManagedResource>> {
-    engine::run(async move { list_on_engine(&engine::docker().await?).await }).await
+    engine::run(async move { list_on_engine(&engine::docker().await?, false).await }).await
 }
 
 /// Every container, running or not, carrying `label` (`key=value`).
@@ -625,7 +637,7 @@ pub(crate) async fn containers_labelled(
     .await
 }
 
-async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedResource>> {
+async fn list_on_engine(docker: &Docker, images: bool) -> Result<Vec<ManagedResource>> {
     let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
     let containers = containers_labelled(docker, format!("{LABEL_MANAGED}=true")).await?;
     let networks = retry::call("list", "managed networks", Retry::Yes, None, || {
@@ -674,6 +686,27 @@ async fn list_on_engine(docker: &Docker) -> Result<Vec<ManagedResource>> {
                 )
             }),
     );
+    if images {
+        let listed = retry::call("list", "managed images", Retry::Yes, None, || {
+            docker.list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::new()
+                    .filters(&filters)
+                    .build(),
+            ))
+        })
+        .await?;
+        managed.extend(listed.into_iter().filter_map(|i| {
+            let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
+            ManagedResource::from_labels(
+                ResourceKind::Image,
+                i.id,
+                name,
+                String::new(),
+                String::new(),
+                i.labels,
+            )
+        }));
+    }
     managed.sort_by(|a, b| (a.kind, a.created, &a.name).cmp(&(b.kind, b.created, &b.name)));
     Ok(managed)
 }
@@ -696,6 +729,15 @@ async fn remove_resource(docker: &Docker, r: &ManagedResource) -> std::result::R
             })
             .await
         }
+        ResourceKind::Image => retry::call("remove image", &r.name, Retry::Yes, None, || {
+            docker.remove_image(
+                &r.id,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+        })
+        .await
+        .map(drop),
         ResourceKind::Volume => {
             retry::call("remove volume", &r.name, Retry::Yes, None, || {
                 docker.remove_volume(&r.id, None::<RemoveVolumeOptions>)

@@ -108,6 +108,7 @@ async fn always_pulls_even_when_the_image_is_there() -> Result<()> {
 }
 
 #[tokio::test]
+#[file_serial(images)]
 async fn not_found_and_unreachable_registries_are_told_apart() {
     let err = ContainerSpec::new("127.0.0.1:5000/dockfix-test/nope:1")
         .start()
@@ -123,6 +124,7 @@ async fn not_found_and_unreachable_registries_are_told_apart() {
 }
 
 #[tokio::test]
+#[file_serial(images)]
 async fn an_image_built_from_a_context_runs_and_carries_the_owner_labels() -> Result<()> {
     let context = support::TempDir::new("context");
     std::fs::write(
@@ -158,6 +160,7 @@ async fn an_image_built_from_a_context_runs_and_carries_the_owner_labels() -> Re
 }
 
 #[tokio::test]
+#[file_serial(images)]
 async fn a_root_filesystem_tar_imports_as_a_runnable_image() -> Result<()> {
     let mut rootfs = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -196,4 +199,51 @@ async fn a_root_filesystem_tar_imports_as_a_runnable_image() -> Result<()> {
     assert_eq!(c.exec_ok(["cat", "/marker"]).await?.stdout, "imported\n");
     c.remove().await?;
     image.remove().await
+}
+
+/// Imports a tiny image tagged `tag`: a busybox with `sleep`.
+async fn tiny_image(tag: &str) -> Result<dockfix::LocalImage> {
+    let mut rootfs = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    header.set_size(busybox.len() as u64);
+    header.set_mode(0o755);
+    rootfs
+        .append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    dockfix::LocalImage::import(
+        rootfs.into_inner().unwrap(),
+        tag,
+        ["CMD [\"/bin/busybox\", \"sleep\", \"300\"]"],
+    )
+    .await
+}
+
+#[tokio::test]
+#[file_serial(images)]
+async fn a_sweep_removes_test_images_only_when_asked() -> Result<()> {
+    let tag = format!("dockfix-test/swept:{}", support::unique("t"));
+    let image = tiny_image(&tag).await?;
+    let docker = support::raw_docker().await;
+    let by_session = || dockfix::Sweep::new().session(dockfix::session_id());
+    let report = by_session().dry_run(true).run().await?;
+    assert!(
+        report
+            .removed
+            .iter()
+            .all(|c| c.container.kind != dockfix::ResourceKind::Image)
+    );
+    let report = by_session().images(true).run().await?;
+    assert!(
+        report
+            .removed
+            .iter()
+            .any(|c| c.container.kind == dockfix::ResourceKind::Image && c.container.name == tag),
+        "{report:?}"
+    );
+    assert!(
+        docker.inspect_image(image.reference()).await.is_err(),
+        "the image is still there"
+    );
+    Ok(())
 }

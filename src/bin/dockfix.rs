@@ -53,6 +53,9 @@ enum Command {
         /// (another host, no pid label).
         #[arg(long)]
         all: bool,
+        /// Also remove images dockfix built or imported, by the same rules.
+        #[arg(long)]
+        images: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -87,9 +90,10 @@ fn main() -> ExitCode {
             older_than,
             session,
             all,
+            images,
             json,
         } => {
-            let mut sweep = Sweep::new().dry_run(dry_run).all(all);
+            let mut sweep = Sweep::new().dry_run(dry_run).all(all).images(images);
             if let Some(age) = older_than {
                 sweep = sweep.older_than(age);
             }
