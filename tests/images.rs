@@ -162,36 +162,11 @@ async fn an_image_built_from_a_context_runs_and_carries_the_owner_labels() -> Re
 #[tokio::test]
 #[file_serial(images)]
 async fn a_root_filesystem_tar_imports_as_a_runnable_image() -> Result<()> {
-    let mut rootfs = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    header.set_size(busybox.len() as u64);
-    header.set_mode(0o755);
-    rootfs
-        .append_data(&mut header, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    for applet in ["sh", "sleep", "cat"] {
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        rootfs
-            .append_link(&mut link, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    let marker = b"imported\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_size(marker.len() as u64);
-    header.set_mode(0o644);
-    rootfs
-        .append_data(&mut header, "marker", &marker[..])
-        .unwrap();
+    let rootfs = busybox_rootfs(&["sh", "sleep", "cat"], &[("marker", b"imported\n")]);
     let tag = format!("dockfix-test/imported:{}", support::unique("t"));
-    let image = dockfix::LocalImage::import(
-        rootfs.into_inner().unwrap(),
-        &tag,
-        ["CMD [\"sleep\", \"300\"]", "ENV PATH=/bin"],
-    )
-    .await?;
+    let image =
+        dockfix::LocalImage::import(rootfs, &tag, ["CMD [\"sleep\", \"300\"]", "ENV PATH=/bin"])
+            .await?;
     let c = ContainerSpec::new(image.reference())
         .network_mode("none")
         .start()
@@ -201,18 +176,36 @@ async fn a_root_filesystem_tar_imports_as_a_runnable_image() -> Result<()> {
     image.remove().await
 }
 
+/// A root filesystem tar: a static busybox, links to it for `applets`,
+/// and `files` (path, contents).
+fn busybox_rootfs(applets: &[&str], files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut rootfs = tar::Builder::new(Vec::new());
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let mut add = |path: &str, data: &[u8], mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        rootfs.append_data(&mut header, path, data).unwrap();
+    };
+    add("bin/busybox", &busybox, 0o755);
+    for (path, data) in files {
+        add(path, data, 0o644);
+    }
+    for applet in applets {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        rootfs
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    rootfs.into_inner().unwrap()
+}
+
 /// Imports a tiny image tagged `tag`: a busybox with `sleep`.
 async fn tiny_image(tag: &str) -> Result<dockfix::LocalImage> {
-    let mut rootfs = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    header.set_size(busybox.len() as u64);
-    header.set_mode(0o755);
-    rootfs
-        .append_data(&mut header, "bin/busybox", busybox.as_slice())
-        .unwrap();
     dockfix::LocalImage::import(
-        rootfs.into_inner().unwrap(),
+        busybox_rootfs(&[], &[]),
         tag,
         ["CMD [\"/bin/busybox\", \"sleep\", \"300\"]"],
     )
