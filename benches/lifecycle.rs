@@ -1,7 +1,8 @@
 //! Container lifecycle: dockfix against the same operations done with raw
 //! bollard calls, measured in one run against the local daemon.
 //!
-//! Run it with `cargo bench --bench lifecycle` (or only the pool section
+//! Run it with `cargo bench --bench lifecycle --features bench-internals`
+//! (or only the pool section
 //! with `LIFECYCLE_ONLY=pool`) after `bash ci/setup` has
 //! built `dockfix-test/busybox:latest`. It needs a Docker daemon and no
 //! registry, and takes about three minutes.
@@ -257,7 +258,7 @@ async fn bench_pool() -> Res<Vec<Row>> {
 async fn bench_retry_layer() -> Res<Row> {
     const CALLS: usize = 10_000;
     progress(&format!("retry layer: {CALLS} calls"));
-    let (layered, bare) = dockfix::__layer_cost(CALLS).await?;
+    let (layered, bare) = dockfix::bench::layer_cost(CALLS).await?;
     let (l, b) = (Summary::of(&layered), Summary::of(&bare));
     let added = l.p50.saturating_sub(b.p50);
     Ok(Row::ratio(

@@ -9,7 +9,7 @@ use dockfix::{TestContainer, WaitFor};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> dockfix::Result<()> {
     let c = TestContainer::builder("dockfix-test/busybox:latest")
-        .name("quickstart")
+        .name_prefix("quickstart")
         .cmd([
             "sh",
             "-c",

@@ -19,18 +19,20 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use crate::engine::block_on;
+use crate::container::{self, ContainerState, ExecOutput, LogStream, Logs};
+use crate::docker::block_on;
 use crate::error::Result;
-use crate::{ContainerSpec, ContainerState, ExecOutput, LogStream, Logs};
+use crate::spec::ContainerSpec;
 
-/// A blocking handle on a [`TestContainer`](crate::TestContainer), with the
+/// A blocking handle on a [`TestContainer`](container::TestContainer), with the
 /// same cleanup: dropping it removes the container.
 #[derive(Debug)]
 #[must_use = "dropping the guard removes the container"]
 pub struct TestContainer {
-    inner: crate::TestContainer,
+    inner: container::TestContainer,
 }
 
 impl ContainerSpec {
@@ -64,7 +66,7 @@ impl TestContainer {
     ///
     /// # Errors
     ///
-    /// As [`crate::TestContainer::host_port`].
+    /// As [`container::TestContainer::host_port`].
     pub fn host_port(&self, port: u16) -> Result<u16> {
         self.inner.host_port(port)
     }
@@ -91,7 +93,7 @@ impl TestContainer {
     ///
     /// # Errors
     ///
-    /// As [`crate::TestContainer::logs`].
+    /// As [`container::TestContainer::logs`].
     pub fn logs(&self) -> Result<Logs> {
         block_on(self.inner.logs())
     }
@@ -105,7 +107,7 @@ impl TestContainer {
     ///
     /// # Errors
     ///
-    /// As [`crate::TestContainer::stop`].
+    /// As [`container::TestContainer::stop`].
     pub fn stop(&self, grace: Duration) -> Result<()> {
         block_on(self.inner.stop(grace))
     }
@@ -114,7 +116,7 @@ impl TestContainer {
     ///
     /// # Errors
     ///
-    /// As [`crate::TestContainer::state`].
+    /// As [`container::TestContainer::state`].
     pub fn state(&self) -> Result<ContainerState> {
         block_on(self.inner.state())
     }
@@ -123,18 +125,19 @@ impl TestContainer {
     ///
     /// # Errors
     ///
-    /// As [`crate::TestContainer::remove`].
+    /// As [`container::TestContainer::remove`].
     pub fn remove(self) -> Result<()> {
         block_on(self.inner.remove())
     }
 
     /// Leaves the container running and returns its id.
+    #[must_use = "the id is the only handle left on the kept container"]
     pub fn keep(self) -> String {
         self.inner.keep()
     }
 
     /// The async guard, for code that moves into a runtime.
-    pub fn into_async(self) -> crate::TestContainer {
+    pub fn into_async(self) -> container::TestContainer {
         self.inner
     }
 }
@@ -142,35 +145,35 @@ impl TestContainer {
 /// A command being configured; [`run`](Exec::run) blocks until it ends.
 #[derive(Debug)]
 #[must_use = "an exec does nothing until `run()` is called"]
-pub struct Exec<'a>(crate::Exec<'a>);
+pub struct Exec<'a>(container::Exec<'a>);
 
 impl Exec<'_> {
-    /// See [`crate::Exec::timeout`].
+    /// See [`container::Exec::timeout`].
     pub fn timeout(self, limit: Duration) -> Self {
         Exec(self.0.timeout(limit))
     }
 
-    /// See [`crate::Exec::env`].
+    /// See [`container::Exec::env`].
     pub fn env(self, key: impl Into<String>, value: impl Into<String>) -> Self {
         Exec(self.0.env(key, value))
     }
 
-    /// See [`crate::Exec::working_dir`].
+    /// See [`container::Exec::working_dir`].
     pub fn working_dir(self, dir: impl Into<String>) -> Self {
         Exec(self.0.working_dir(dir))
     }
 
-    /// See [`crate::Exec::user`].
+    /// See [`container::Exec::user`].
     pub fn user(self, user: impl Into<String>) -> Self {
         Exec(self.0.user(user))
     }
 
-    /// See [`crate::Exec::stdin`].
+    /// See [`container::Exec::stdin`].
     pub fn stdin(self, bytes: impl Into<Vec<u8>>) -> Self {
         Exec(self.0.stdin(bytes))
     }
 
-    /// See [`crate::Exec::checked`].
+    /// See [`container::Exec::checked`].
     pub fn checked(self) -> Self {
         Exec(self.0.checked())
     }
@@ -179,16 +182,14 @@ impl Exec<'_> {
     ///
     /// # Errors
     ///
-    /// As awaiting a [`crate::Exec`].
+    /// As awaiting a [`container::Exec`].
     pub fn run(self) -> Result<ExecOutput> {
         block_on(self.0.into_future())
     }
 }
 
-use std::future::IntoFuture;
-
 /// Blocks until every removal handed to the engine by Drop has finished,
 /// or `timeout` passes; returns how many are still outstanding.
 pub fn wait_for_removals(timeout: Duration) -> usize {
-    crate::engine::wait_for_removals_blocking(timeout)
+    crate::cleanup::wait_for_removals_blocking(timeout)
 }

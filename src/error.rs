@@ -1,4 +1,12 @@
+//! The one error type: every failure is a value a test author can act on,
+//! and prints what went wrong with the context needed to fix it.
+
 use std::time::Duration;
+
+use crate::labels::ResourceKind;
+
+/// The underlying error of a failed Docker call, as the client gave it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The result type of every fallible dockfix call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,7 +59,8 @@ pub enum Error {
         hint: String,
     },
 
-    /// The daemon answered a call with an error.
+    /// A Docker call failed: the daemon answered with an error, or the
+    /// request got no answer.
     #[error("docker {operation} on {target} failed{}: {message}", status.map(|s| format!(" with status {s}")).unwrap_or_default())]
     Docker {
         /// The call, e.g. `create`, `start`, `exec`.
@@ -60,8 +69,11 @@ pub enum Error {
         target: String,
         /// The HTTP status code of the answer, when there was one.
         status: Option<u16>,
-        /// The daemon's (or the transport's) message.
+        /// The daemon's words, or what happened to the request.
         message: String,
+        /// The client's error, when there was one (a `bollard::errors::Error`).
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The container did not become ready: it exited, or the startup
@@ -171,13 +183,27 @@ pub enum Error {
         port: u16,
     },
 
-    /// Removing a container failed. It keeps its labels, so
-    /// `dockfix sweep` can remove it later.
-    #[error("removing container {container} failed: {message}")]
+    /// Removing a container, network, volume or image failed. It keeps its
+    /// labels, so `dockfix sweep` can remove it later.
+    #[error("removing {kind} {name} failed: {message}")]
     CleanupFailed {
-        /// The container name or id.
-        container: String,
+        /// What was being removed.
+        kind: ResourceKind,
+        /// Its name or id.
+        name: String,
         /// What the daemon answered.
+        message: String,
+    },
+
+    /// A file or directory on this machine could not be read or written
+    /// (a build context, an archive).
+    #[error("{action} {path} failed: {message}")]
+    HostPath {
+        /// What was being done, e.g. `reading the build context`.
+        action: &'static str,
+        /// The host path.
+        path: String,
+        /// What the operating system answered.
         message: String,
     },
 }
@@ -222,25 +248,37 @@ impl Error {
         }
     }
 
+    /// A Docker failure that no client error stands behind: an answer
+    /// that came without one, or one that never came.
     pub(crate) fn docker(
         operation: &'static str,
         target: impl Into<String>,
-        err: bollard::errors::Error,
+        message: impl Into<String>,
     ) -> Self {
-        let (status, message) = match err {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code,
-                message,
-            } => (Some(status_code), message),
-            other => (None, other.to_string()),
-        };
         Error::Docker {
             operation,
             target: target.into(),
-            status,
-            message,
+            status: None,
+            message: message.into(),
+            source: None,
         }
     }
+
+    /// The same error with `more` added to its message: how many attempts
+    /// it took, what was tried before.
+    pub(crate) fn with_note(mut self, more: &str) -> Self {
+        if let Error::Docker { message, .. } = &mut self {
+            message.push_str(more);
+        }
+        self
+    }
+}
+
+/// Prints a dockfix warning on stderr. Unlike `eprintln!` it cannot panic
+/// (a closed pipe), so it is safe in Drop and in the exit hook.
+pub(crate) fn warn(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "dockfix: {args}");
 }
 
 /// The last `n` lines of `text`.
@@ -282,22 +320,5 @@ mod tests {
     fn command_line_quotes_what_needs_it() {
         let cmd = ["sh", "-c", "echo it's; exit 3"].map(String::from);
         assert_eq!(command_line(&cmd), r"sh -c 'echo it'\''s; exit 3'");
-    }
-
-    #[test]
-    fn docker_error_keeps_status_code() {
-        let err = Error::docker(
-            "create",
-            "x",
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 409,
-                message: "conflict".into(),
-            },
-        );
-        assert_eq!(err.status(), Some(409));
-        assert_eq!(
-            err.to_string(),
-            "docker create on x failed with status 409: conflict"
-        );
     }
 }

@@ -1,66 +1,17 @@
-//! Images: the pull policy, pull progress, one pull per reference at a
-//! time, and registry credentials from the Docker CLI's config.
+//! Images: pulling as the policy says (one pull per reference at a time,
+//! with progress and the Docker CLI's credentials), and images made for
+//! tests without a registry.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use bollard::Docker;
-use bollard::auth::DockerCredentials;
-use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures::StreamExt;
 
-use crate::error::{Error, Result};
-use crate::retry::{self, Retry};
-
-/// When `start()` pulls the image.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PullPolicy {
-    /// Pull only when the daemon does not have the image (the default).
-    #[default]
-    IfMissing,
-    /// Pull before every start, so a moving tag is always current.
-    Always,
-    /// Never pull: a missing image is an error.
-    Never,
-}
-
-impl std::fmt::Display for PullPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PullPolicy::IfMissing => "IfMissing",
-            PullPolicy::Always => "Always",
-            PullPolicy::Never => "Never",
-        })
-    }
-}
-
-/// One progress event of a pull.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PullProgress {
-    /// The image being pulled.
-    pub image: String,
-    /// The layer the event is about, if any.
-    pub layer: Option<String>,
-    /// Docker's status text (`Downloading`, `Pull complete`, …).
-    pub status: String,
-    /// Bytes done for this layer, while downloading or extracting.
-    pub current: Option<u64>,
-    /// The layer's size in bytes, when known.
-    pub total: Option<u64>,
-}
-
-/// A callback for pull progress.
-#[derive(Clone)]
-pub(crate) struct ProgressFn(pub(crate) Arc<dyn Fn(&PullProgress) + Send + Sync>);
-
-impl std::fmt::Debug for ProgressFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProgressFn(..)")
-    }
-}
+use crate::docker::{self, images};
+use crate::error::{Error, Result, warn};
+use crate::labels;
+use crate::spec::{ProgressFn, PullPolicy, PullProgress, registry_of, split_reference};
 
 /// An image made for tests without a registry: built from a Dockerfile
 /// context, or imported from a root filesystem tar. It carries the owner
@@ -87,49 +38,39 @@ impl LocalImage {
     ///
     /// # Errors
     ///
-    /// [`Error::Copy`] if the context cannot be read; [`Error::Docker`]
+    /// [`Error::HostPath`] if the context cannot be read; [`Error::Docker`]
     /// with the builder's message if a step fails.
     pub async fn build(
         context: impl AsRef<std::path::Path>,
         tag: impl Into<String>,
     ) -> Result<LocalImage> {
         let (context, tag) = (context.as_ref().to_owned(), tag.into());
-        let shown = context.display().to_string();
         let archive = std::fs::metadata(context.join("Dockerfile"))
-            .and_then(|_| crate::files::pack_contents(&context))
-            .map_err(|e| Error::Copy {
-                container: "image build".to_owned(),
-                path: shown,
+            .and_then(|_| crate::archive::pack_contents(&context))
+            .map_err(|e| Error::HostPath {
+                action: "reading the build context",
+                path: context.display().to_string(),
                 message: e.to_string(),
             })?;
         let reference = tag.clone();
-        crate::engine::run(async move {
-            let docker = crate::engine::docker().await?;
-            retry::gate()?;
-            let labels = crate::labels::owner_labels(&HashMap::new(), None, None);
-            let opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
-                .t(&tag)
-                .rm(true)
-                .labels(&labels)
-                .build();
-            let mut steps =
-                docker.build_image(opts, None, Some(bollard::body_full(archive.into())));
+        docker::run(async move {
+            let labels = labels::owner_labels(&HashMap::new(), None, None);
+            let mut steps = images::build(&tag, labels, archive);
             let mut output = String::new();
             while let Some(step) = steps.next().await {
-                let step = step.map_err(|e| Error::docker("build", &tag, e))?;
+                let step = step?;
                 if let Some(line) = step.stream {
                     output.push_str(&line);
                 }
                 if let Some(message) = step.error_detail.and_then(|d| d.message) {
-                    return Err(Error::Docker {
-                        operation: "build",
-                        target: tag,
-                        status: None,
-                        message: format!(
+                    return Err(Error::docker(
+                        "build",
+                        tag,
+                        format!(
                             "{message}\n--- build output ---\n{}",
                             crate::error::tail(&output, 20)
                         ),
-                    });
+                    ));
                 }
             }
             Ok(())
@@ -156,31 +97,16 @@ impl LocalImage {
     {
         let (rootfs, tag) = (rootfs.into(), tag.into());
         let mut changes: Vec<String> = changes.into_iter().map(Into::into).collect();
-        for (k, v) in crate::labels::owner_labels(&HashMap::new(), None, None) {
+        for (k, v) in labels::owner_labels(&HashMap::new(), None, None) {
             changes.push(format!("LABEL {k}={v:?}"));
         }
         let reference = tag.clone();
-        crate::engine::run(async move {
-            let docker = crate::engine::docker().await?;
-            retry::gate()?;
+        docker::run(async move {
             let (repo, version) = split_reference(&tag);
-            let opts = CreateImageOptionsBuilder::new()
-                .from_src("-")
-                .repo(repo)
-                .tag(version.unwrap_or("latest"))
-                .changes(changes)
-                .build();
-            let mut steps =
-                docker.create_image(Some(opts), Some(bollard::body_full(rootfs.into())), None);
+            let mut steps = images::import(repo, version.unwrap_or("latest"), changes, rootfs);
             while let Some(step) = steps.next().await {
-                let step = step.map_err(|e| Error::docker("import", &tag, e))?;
-                if let Some(message) = step.error_detail.and_then(|d| d.message) {
-                    return Err(Error::Docker {
-                        operation: "import",
-                        target: tag,
-                        status: None,
-                        message,
-                    });
+                if let Some(message) = step?.error_detail.and_then(|d| d.message) {
+                    return Err(Error::docker("import", tag, message));
                 }
             }
             Ok(())
@@ -202,19 +128,7 @@ impl LocalImage {
     /// [`Error::Docker`] if the daemon refuses (409: in use).
     pub async fn remove(self) -> Result<()> {
         let reference = self.reference;
-        crate::engine::run(async move {
-            let docker = crate::engine::docker().await?;
-            retry::call("remove image", &reference, Retry::Yes, None, || {
-                docker.remove_image(
-                    &reference,
-                    None::<bollard::query_parameters::RemoveImageOptions>,
-                    None,
-                )
-            })
-            .await
-            .map(drop)
-        })
-        .await
+        docker::run(async move { images::remove_image(&reference).await }).await
     }
 }
 
@@ -227,7 +141,6 @@ static IN_FLIGHT: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> 
 /// once. With `IfMissing`, a caller that waited for another's pull finds
 /// the image and pulls nothing.
 pub(crate) async fn pull(
-    docker: &Docker,
     image: &str,
     policy: PullPolicy,
     progress: Option<&ProgressFn>,
@@ -245,38 +158,43 @@ pub(crate) async fn pull(
         .or_default()
         .clone();
     let _pulling = lock.lock().await;
-    if policy == PullPolicy::IfMissing && present(docker, image).await {
+    if policy == PullPolicy::IfMissing && images::inspect_image(image).await.is_ok() {
         return Ok(());
     }
     let (repo, tag) = split_reference(image);
-    let mut opts = CreateImageOptionsBuilder::new().from_image(repo);
-    if let Some(tag) = tag {
-        opts = opts.tag(tag);
-    }
-    retry::gate()?;
     let tty = std::io::stderr().is_terminal();
-    let mut stream = docker.create_image(Some(opts.build()), None, credentials(image));
+    let mut stream = images::pull(image, repo, tag, credentials(image));
     while let Some(step) = stream.next().await {
         let info = match step {
             Ok(info) => info,
+            // Refused before the pull began: the daemon's own trouble.
+            Err(e @ (Error::CircuitOpen { .. } | Error::DockerUnavailable { .. })) => {
+                return Err(e);
+            }
             // The daemon says 404 when the registry has no such image; any
             // other failure is the registry's (unreachable, refusing).
-            Err(
-                e @ bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                },
-            ) => {
+            Err(Error::Docker {
+                status: Some(404),
+                message,
+                ..
+            }) => {
                 return Err(Error::ImageNotFound {
                     image: image.to_owned(),
-                    reason: format!("the registry has no such image (pull policy {policy}): {e}"),
+                    reason: format!(
+                        "the registry has no such image (pull policy {policy}): {message}"
+                    ),
                 });
             }
-            Err(e) => {
+            Err(Error::Docker {
+                status, message, ..
+            }) => {
+                let status = status.map(|s| format!("status {s}: ")).unwrap_or_default();
                 return Err(Error::RegistryUnavailable {
                     image: image.to_owned(),
-                    reason: format!("{e} (pull policy {policy})"),
+                    reason: format!("{status}{message} (pull policy {policy})"),
                 });
             }
+            Err(e) => return Err(e),
         };
         if let Some(message) = info.error_detail.and_then(|d| d.message) {
             return Err(Error::RegistryUnavailable {
@@ -300,7 +218,7 @@ pub(crate) async fn pull(
                 .and_then(|t| u64::try_from(t).ok()),
         };
         if tty {
-            crate::engine::warn(format_args!(
+            warn(format_args!(
                 "pulling {image}: {} {}",
                 event.layer.as_deref().unwrap_or(""),
                 event.status
@@ -313,41 +231,9 @@ pub(crate) async fn pull(
     Ok(())
 }
 
-async fn present(docker: &Docker, image: &str) -> bool {
-    retry::call("inspect image", image, Retry::Yes, None, || {
-        docker.inspect_image(image)
-    })
-    .await
-    .is_ok()
-}
-
-/// Splits `repo[:tag]` (a digest stays in the repo part); an image without
-/// tag or digest means `latest`, as the Docker CLI has it.
-pub(crate) fn split_reference(image: &str) -> (&str, Option<&str>) {
-    if image.contains('@') {
-        return (image, None);
-    }
-    let last = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last..].rfind(':') {
-        Some(i) => (&image[..last + i], Some(&image[last + i + 1..])),
-        None => (image, Some("latest")),
-    }
-}
-
-/// The registry an image reference names, as the Docker CLI's config keys
-/// it: the first component when it looks like a host, else Docker Hub.
-pub(crate) fn registry_of(image: &str) -> String {
-    match image.split_once('/') {
-        Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => {
-            host.to_owned()
-        }
-        _ => "https://index.docker.io/v1/".to_owned(),
-    }
-}
-
 /// Credentials for `image`'s registry from `$DOCKER_CONFIG/config.json`
 /// (or `~/.docker/config.json`): its `auths` entry's base64 `auth`.
-fn credentials(image: &str) -> Option<DockerCredentials> {
+fn credentials(image: &str) -> Option<images::RegistryAuth> {
     let dir = std::env::var_os("DOCKER_CONFIG")
         .map(std::path::PathBuf::from)
         .or_else(|| {
@@ -358,7 +244,7 @@ fn credentials(image: &str) -> Option<DockerCredentials> {
 }
 
 /// The credentials for `registry` in a Docker CLI config file's text.
-pub(crate) fn credentials_from(config: &str, registry: &str) -> Option<DockerCredentials> {
+pub(crate) fn credentials_from(config: &str, registry: &str) -> Option<images::RegistryAuth> {
     let config: serde_json::Value = serde_json::from_str(config).ok()?;
     let auths = config.get("auths")?;
     let entry = auths
@@ -367,11 +253,10 @@ pub(crate) fn credentials_from(config: &str, registry: &str) -> Option<DockerCre
         .or_else(|| auths.get(format!("http://{registry}")))?;
     let decoded = decode_base64(entry.get("auth")?.as_str()?)?;
     let (user, password) = decoded.split_once(':')?;
-    Some(DockerCredentials {
-        username: Some(user.to_owned()),
-        password: Some(password.to_owned()),
-        serveraddress: Some(registry.to_owned()),
-        ..Default::default()
+    Some(images::RegistryAuth {
+        username: user.to_owned(),
+        password: password.to_owned(),
+        server: registry.to_owned(),
     })
 }
 
@@ -411,39 +296,12 @@ mod tests {
                           "https://index.docker.io/v1/": {"auth": "Ym9iOmh1Yg=="}}}"#;
         let c = credentials_from(config, "registry.example.com").unwrap();
         assert_eq!(
-            (c.username.as_deref(), c.password.as_deref()),
-            (Some("alice"), Some("s3cret:with:colons"))
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret:with:colons")
         );
         let hub = credentials_from(config, &registry_of("postgres:16")).unwrap();
-        assert_eq!(hub.username.as_deref(), Some("bob"));
+        assert_eq!(hub.username, "bob");
         assert!(credentials_from(config, "other.io").is_none());
         assert!(credentials_from("not json", "x").is_none());
-    }
-
-    #[test]
-    fn the_registry_is_the_first_component_when_it_looks_like_a_host() {
-        assert_eq!(registry_of("127.0.0.1:5000/a/b:1"), "127.0.0.1:5000");
-        assert_eq!(registry_of("localhost/a"), "localhost");
-        assert_eq!(registry_of("ghcr.io/o/r"), "ghcr.io");
-        assert_eq!(
-            registry_of("library/postgres"),
-            "https://index.docker.io/v1/"
-        );
-        assert_eq!(registry_of("postgres"), "https://index.docker.io/v1/");
-    }
-
-    #[test]
-    fn references_split_into_repo_and_tag() {
-        assert_eq!(split_reference("busybox"), ("busybox", Some("latest")));
-        assert_eq!(split_reference("postgres:16"), ("postgres", Some("16")));
-        assert_eq!(
-            split_reference("localhost:5000/x"),
-            ("localhost:5000/x", Some("latest"))
-        );
-        assert_eq!(
-            split_reference("localhost:5000/x:1"),
-            ("localhost:5000/x", Some("1"))
-        );
-        assert_eq!(split_reference("x@sha256:ab"), ("x@sha256:ab", None));
     }
 }

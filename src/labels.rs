@@ -29,6 +29,35 @@ pub const LABEL_POOL: &str = "dockfix.pool";
 /// A time to live in seconds, after which the sweep may remove the container.
 pub const LABEL_TTL: &str = "dockfix.ttl";
 
+/// On a shared pool's lease: a value only the create that made it wrote,
+/// which tells a claim's own lease from another's after a lost answer.
+pub(crate) const LABEL_LEASE: &str = "dockfix.lease";
+
+/// What kind of Docker object carries dockfix's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ResourceKind {
+    /// A container.
+    Container,
+    /// A network.
+    Network,
+    /// A volume.
+    Volume,
+    /// An image built or imported by dockfix.
+    Image,
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+            ResourceKind::Image => "image",
+        })
+    }
+}
+
 /// The namespace reserved for dockfix's own labels.
 pub(crate) const NAMESPACE: &str = "dockfix.";
 

@@ -51,6 +51,25 @@
 //! containers again by these labels, and the first container a later
 //! process starts on the same host removes them in the background.
 //!
+//! # Architecture
+//!
+//! The crate is built in layers, and every import points down:
+//!
+//! | layer | modules | what it holds |
+//! | --- | --- | --- |
+//! | front | `blocking`, `pool` (`local`, `shared`) | the blocking guards; pools over a front and two backends |
+//! | fixtures | `network`, `container` | the guard and what a test does with it: start, readiness, exec, logs, files, stats |
+//! | services | `sweep` (`owner`, `select`, `remove`), `image`, `cleanup` | finding what killed runs left; pulling and making images; removals in flight and the exit hook |
+//! | spec | `spec` | pure: the builder, bind mounts, units, image references, readiness conditions, rendering to a create request |
+//! | docker | `docker` | the only road to the daemon: one typed function per Docker call, each with its retry policy, time bound and breaker gate; the engine runtime and the client |
+//! | ground | `config`, `error`, `labels`, `sys`, `archive` | settings and every `DOCKFIX_*` variable; the error type; the label scheme; the operating system |
+//!
+//! A new Docker call goes in `docker` (its policy row in
+//! `docker/policy.rs`, from which README's table of calls is rendered); a
+//! new setting goes in `config` when it comes from the environment, or in
+//! `spec` (a field, a setter, a line of rendering) when a test sets it.
+//! Nothing above `docker` calls the Docker client.
+//!
 //! # Environment
 //!
 //! | variable | effect |
@@ -68,42 +87,40 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
-mod anchor;
+mod archive;
 pub mod blocking;
+mod cleanup;
+mod config;
 mod container;
-mod engine;
+mod docker;
 mod error;
-mod exec;
-mod files;
 mod image;
 mod labels;
-mod logs;
 mod network;
 mod pool;
-mod ready;
-mod retry;
-mod shared;
 mod spec;
 mod sweep;
 mod sys;
 
-pub use container::{ContainerState, ContainerStats, TestContainer};
-pub use error::{Error, Result};
-pub use exec::{Exec, ExecOutput};
-pub use image::{LocalImage, PullPolicy, PullProgress};
+pub use config::Config;
+pub use container::{
+    ContainerState, ContainerStats, Exec, ExecOutput, LogLine, LogSource, LogStream, Logs,
+    TestContainer,
+};
+pub use docker::{BreakerState, CallStats, call_stats};
+pub use error::{BoxError, Error, Result};
+pub use image::LocalImage;
 pub use labels::{
     LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL, LABEL_SESSION,
-    LABEL_TTL, LABEL_VERSION, session_id,
+    LABEL_TTL, LABEL_VERSION, ResourceKind, session_id,
 };
-pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub use network::Network;
 pub use pool::{ContainerPool, PoolBuilder, PoolStats, PooledContainer, Reset, ResetFuture};
-pub use ready::WaitFor;
-pub use retry::{__layer_cost, BreakerState, Config, Stats, stats};
-pub use spec::{BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT};
+pub use spec::{
+    BindMount, ContainerSpec, DEFAULT_STARTUP_TIMEOUT, PullPolicy, PullProgress, WaitFor,
+};
 pub use sweep::{
-    ManagedResource, Owner, ResourceKind, Sweep, SweepCandidate, SweepReason, SweepReport,
-    human_duration, list_managed,
+    ManagedResource, Owner, Sweep, SweepCandidate, SweepReason, SweepReport, list_managed,
 };
 
 /// Waits until every removal that dropped guards handed to the engine has
@@ -111,22 +128,46 @@ pub use sweep::{
 ///
 /// Drop returns before the container is gone; call this when a test must
 /// see the daemon without them (the exit hook does the same at exit).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> dockfix::Result<()> {
+/// use std::time::Duration;
+///
+/// let c = dockfix::ContainerSpec::new("dockfix-test/busybox:latest")
+///     .cmd(["sleep", "300"])
+///     .start()
+///     .await?;
+/// drop(c); // the removal runs in the background
+/// assert_eq!(dockfix::wait_for_removals(Duration::from_secs(30)).await, 0);
+/// # Ok(()) }
+/// ```
 pub async fn wait_for_removals(timeout: std::time::Duration) -> usize {
-    match engine::run(async move {
-        tokio::task::spawn_blocking(move || engine::wait_for_removals_blocking(timeout))
+    let waiting = docker::run(async move {
+        tokio::task::spawn_blocking(move || cleanup::wait_for_removals_blocking(timeout))
             .await
-            .map_err(|_| Error::Docker {
-                operation: "wait for removals",
-                target: "dockfix engine".to_owned(),
-                status: None,
-                message: "the waiting task failed".to_owned(),
+            .map_err(|_| {
+                Error::docker(
+                    "wait for removals",
+                    "dockfix engine",
+                    "the waiting task failed",
+                )
             })
     })
-    .await
-    {
+    .await;
+    match waiting {
         Ok(left) => left,
-        Err(_) => engine::wait_for_removals_blocking(timeout),
+        Err(_) => cleanup::wait_for_removals_blocking(timeout),
     }
+}
+
+/// What the benchmark measures of the crate's insides; not part of the
+/// API, and only there with the `bench-internals` feature.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::docker::layer_cost;
 }
 
 /// The README's examples, compiled as doctests.
@@ -143,6 +184,8 @@ mod assert_traits {
         send_sync::<crate::TestContainer>();
         send_sync::<crate::ContainerSpec>();
         send_sync::<crate::Error>();
+        send_sync::<crate::ContainerPool>();
+        send_sync::<crate::PooledContainer>();
         send_sync::<crate::blocking::TestContainer>();
         fn send<T: Send>() {}
         send::<crate::Exec<'static>>();

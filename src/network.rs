@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use bollard::models::NetworkCreateRequest;
-
-use crate::engine;
-use crate::error::{Error, Result};
-use crate::retry::{self, Retry};
+use crate::cleanup;
+use crate::config;
+use crate::container::TestContainer;
+use crate::docker::{self, networks};
+use crate::error::Result;
+use crate::labels::{self, ResourceKind};
+use crate::spec::ContainerSpec;
 
 /// A user-defined bridge network for a test, removed when the guard goes.
 ///
@@ -53,25 +55,15 @@ impl Network {
     ///
     /// # Errors
     ///
-    /// [`Error::DockerUnavailable`] or [`Error::Docker`] if the daemon
+    /// [`Error::DockerUnavailable`](crate::error::Error::DockerUnavailable) or [`Error::Docker`](crate::error::Error::Docker) if the daemon
     /// cannot create it.
     pub async fn new() -> Result<Network> {
         use rand::Rng;
         let name = format!("dockfix-net-{:08x}", rand::rng().random::<u32>());
         let created_name = name.clone();
-        let id = engine::run(async move {
-            let docker = engine::docker().await?;
-            let request = NetworkCreateRequest {
-                name: created_name.clone(),
-                driver: Some("bridge".to_owned()),
-                labels: Some(crate::labels::owner_labels(&Default::default(), None, None)),
-                ..Default::default()
-            };
-            retry::call("create network", &created_name, Retry::No, None, || {
-                docker.create_network(request.clone())
-            })
-            .await
-            .map(|r| r.id)
+        let id = docker::run(async move {
+            let labels = labels::owner_labels(&Default::default(), None, None);
+            networks::create_network(&created_name, labels).await
         })
         .await?;
         Ok(Network {
@@ -91,17 +83,64 @@ impl Network {
         &self.id
     }
 
+    /// Connects the running `container` to this network under `aliases`,
+    /// by which the other containers on it reach it; it stays on the
+    /// networks it had. For a container started before the network, or
+    /// one that must sit on two networks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`](crate::error::Error::Docker) if the daemon refuses
+    /// (403: already on this network, or its network mode allows no
+    /// other network; 404: no such container).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> dockfix::Result<()> {
+    /// use dockfix::{ContainerSpec, Network};
+    ///
+    /// let db = ContainerSpec::new("dockfix-test/busybox:latest")
+    ///     .cmd(["sleep", "300"])
+    ///     .start()
+    ///     .await?;
+    /// let net = Network::new().await?;
+    /// net.connect(&db, ["db"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect<I, S>(&self, container: &TestContainer, aliases: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let aliases: Vec<String> = aliases.into_iter().map(Into::into).collect();
+        if let Some(bad) = aliases.iter().find(|a| !crate::spec::is_alias(a)) {
+            return Err(crate::error::Error::invalid(
+                "network",
+                bad.as_str(),
+                "an alias is a hostname: letters, digits, `-`, `.`, `_`",
+            ));
+        }
+        let (id, name, target) = (
+            self.id.clone(),
+            self.name.clone(),
+            container.id().to_owned(),
+        );
+        docker::run(async move { networks::connect_network(&id, &name, &target, &aliases).await })
+            .await
+    }
+
     /// Removes the network now, waiting (bounded) for attached containers
     /// to go first.
     ///
     /// # Errors
     ///
-    /// [`Error::CleanupFailed`] if it could not be removed; it stays
+    /// [`Error::CleanupFailed`](crate::error::Error::CleanupFailed) if it could not be removed; it stays
     /// labelled for `dockfix sweep`.
     pub async fn remove(mut self) -> Result<()> {
         self.armed = false;
         let (id, name) = (self.id.clone(), self.name.clone());
-        engine::run(async move { remove_when_free(&id, &name).await }).await
+        docker::run(async move { remove_when_free(&id, &name).await }).await
     }
 }
 
@@ -111,45 +150,38 @@ impl Drop for Network {
             return;
         }
         let (id, name) = (self.id.clone(), self.name.clone());
-        let Ok(engine) = engine::get() else {
-            return;
-        };
-        let removal = engine::track_removal(&id, &name);
-        engine.spawn(async move {
-            let _removal = removal;
-            if let Err(e) = remove_when_free(&id, &name).await {
-                engine::warn(format_args!("{e}; it stays labelled for `dockfix sweep`"));
-            }
-        });
+        let removal = cleanup::track_removal(&id, &name);
+        cleanup::finish_in_background(removal, async move { remove_when_free(&id, &name).await });
     }
 }
 
 /// Removes network `id`, retrying while containers are still attached
 /// (403/409 "active endpoints") until the removal deadline.
-pub(crate) async fn remove_when_free(id: &str, name: &str) -> Result<()> {
-    let docker = engine::docker().await?;
-    let deadline = engine::deadline_in(engine::remove_deadline());
+async fn remove_when_free(id: &str, name: &str) -> Result<()> {
+    let deadline = docker::deadline_in(config::env().remove_deadline);
     loop {
-        let removed = retry::call("remove network", name, Retry::Yes, None, || {
-            docker.remove_network(id)
-        })
-        .await;
-        match removed {
+        match networks::remove_network(id, name).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.status() == Some(404) => return Ok(()),
             Err(e)
                 if matches!(e.status(), Some(403 | 409))
                     && std::time::Instant::now() < deadline =>
             {
-                let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => {
-                return Err(Error::CleanupFailed {
-                    container: format!("network {name}"),
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return Err(cleanup::cleanup_failed(ResourceKind::Network, name, e)),
         }
+    }
+}
+
+impl ContainerSpec {
+    /// Joins `network` (created with [`Network::new`]) under these
+    /// aliases, by which other containers on it reach this one. Sets the
+    /// network mode to the network.
+    pub fn network<I, S>(self, network: &Network, aliases: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.network_named(network.name(), aliases)
     }
 }

@@ -1,5 +1,6 @@
-//! The only `unsafe` in the crate: registering a process-exit hook and
-//! sending a signal. Both are single libc calls with no pointers passed.
+//! The operating system: the only `unsafe` in the crate (registering a
+//! process-exit hook and sending a signal, both single libc calls with no
+//! pointers passed), and reading processes from `/proc`.
 //!
 //! Rust runs no destructors for statics at exit, and the test harness ends
 //! the process with `exit()` right after its last test, while Drop-time
@@ -43,5 +44,80 @@ pub(crate) fn kill(pid: i32) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// The state letter: `R`, `S`, `Z` (zombie), `X` (dead), ….
+    pub(crate) state: char,
+    /// The parent pid.
+    pub(crate) ppid: i32,
+    /// When it started, in clock ticks since boot.
+    pub(crate) start_ticks: u64,
+}
+
+/// Parses one `/proc/<pid>/stat` line. The command name may hold spaces
+/// and parentheses, so fields are counted after the last `)`.
+pub(crate) fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        // Field 22 of stat; the first after the name is field 3.
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The stat of `pid`, or `None` when there is no such process (or it
+/// cannot be read).
+pub(crate) fn proc_stat(pid: i64) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Boot time in Unix seconds, from `/proc/stat`.
+pub(crate) fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Every process of this machine's `/proc` with its parent.
+pub(crate) fn processes() -> Vec<(i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            Some((pid, proc_stat(i64::from(pid))?.ppid))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_read_after_the_command_name() {
+        let line = "42 (a) b) c) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 0";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!((stat.state, stat.ppid, stat.start_ticks), ('S', 7, 12345));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_with_its_parent() {
+        let me = proc_stat(i64::from(std::process::id())).unwrap();
+        assert!(!matches!(me.state, 'Z' | 'X'), "{me:?}");
+        assert!(me.ppid > 0);
+        assert!(proc_stat(i64::from(u32::MAX - 1)).is_none());
     }
 }

@@ -7,9 +7,7 @@
 
 mod support;
 
-use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,8 +15,8 @@ use dockfix::{ContainerSpec, LABEL_SESSION, Result, TestContainer};
 use futures::FutureExt;
 use futures::future::try_join_all;
 use support::{
-    CASE_LABEL, IMAGE, block_on, container_exists, force_remove, is_child, is_running,
-    list_by_label, unique, wait_gone,
+    CASE_LABEL, block_on, container_exists, force_remove, is_child, is_running, list_by_label,
+    run_child, unique, wait_gone,
 };
 
 /// How long a dropped guard's removal may take before a test calls the
@@ -31,10 +29,7 @@ const DRAIN: Duration = Duration::from_secs(60);
 /// The spec every test here starts; the `cleanup-` name prefix tells a
 /// leak from this file apart from other tests' containers.
 fn sleeper() -> ContainerSpec {
-    ContainerSpec::new(IMAGE)
-        .name("cleanup")
-        .cmd(["sleep", "300"])
-        .network_mode("none")
+    support::sleeper().name_prefix("cleanup")
 }
 
 async fn assert_gone_soon(id: &str) {
@@ -235,47 +230,9 @@ async fn sixteen_guards_dropped_together_are_all_removed() -> Result<()> {
 
 // --- The exit hook, proven by child processes ---
 
-/// What a child test process did.
-struct ChildRun {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl ChildRun {
-    /// The value of the child's `KEY=value` line.
-    fn value(&self, key: &str) -> &str {
-        let marker = format!("{key}=");
-        match self.stdout.lines().find_map(|l| l.strip_prefix(&marker)) {
-            Some(value) => value,
-            None => panic!("the child printed no {marker} line\n{self}"),
-        }
-    }
-}
-
-impl fmt::Display for ChildRun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "child {}\n--- stdout\n{}--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs the ignored test `name` in a child process, to its end.
-fn run_child(name: &str) -> ChildRun {
-    let out = support::run_child(name, &[]);
-    ChildRun {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Asserts, right after the child exited, that no container of its session
 /// remains; removes any that do, so a failure leaks nothing.
-fn assert_child_left_nothing(child: &ChildRun) {
+fn assert_child_left_nothing(child: &support::ChildRun) {
     let session = child.value("SESSION");
     let left = block_on(list_by_label(LABEL_SESSION, session));
     for id in &left {
@@ -301,7 +258,7 @@ async fn start_eight_and_announce() -> Result<Vec<TestContainer>> {
 #[test]
 #[serial_test::file_serial(heavy)]
 fn exit_hook_finishes_removals_of_guards_dropped_just_before_exit() {
-    let child = run_child("child_drops_eight_guards_then_returns");
+    let child = run_child!(child_drops_eight_guards_then_returns);
     assert!(child.status.success(), "{child}");
     assert_child_left_nothing(&child);
     assert_eq!(child.value("STARTED"), "8", "{child}");
@@ -321,7 +278,7 @@ async fn child_drops_eight_guards_then_returns() -> Result<()> {
 #[test]
 #[serial_test::file_serial(heavy)]
 fn exit_hook_finishes_removals_of_guards_dropped_by_a_failing_test() {
-    let child = run_child("child_panics_holding_eight_guards");
+    let child = run_child!(child_panics_holding_eight_guards);
     assert!(
         !child.status.success(),
         "the child test should have failed\n{child}"
@@ -344,7 +301,7 @@ async fn child_panics_holding_eight_guards() {
 #[test]
 #[serial_test::file_serial(heavy)]
 fn exit_hook_removes_containers_of_guards_never_dropped() {
-    let child = run_child("child_leaves_guards_in_a_static_and_forgotten");
+    let child = run_child!(child_leaves_guards_in_a_static_and_forgotten);
     assert!(child.status.success(), "{child}");
     assert_child_left_nothing(&child);
     assert_eq!(child.value("STARTED"), "8", "{child}");
@@ -368,7 +325,7 @@ async fn child_leaves_guards_in_a_static_and_forgotten() -> Result<()> {
 
 #[test]
 fn exit_hook_leaves_kept_containers() {
-    let child = run_child("child_keeps_a_container_then_returns");
+    let child = run_child!(child_keeps_a_container_then_returns);
     let id = child.value("KEPT").to_owned();
     let running = block_on(is_running(&id));
     block_on(force_remove(&id));
@@ -397,7 +354,7 @@ async fn child_keeps_a_container_then_returns() -> Result<()> {
 #[serial_test::file_serial(heavy)]
 fn exit_hook_removes_the_container_of_a_start_cancelled_just_before_exit() {
     for _ in 0..3 {
-        let child = run_child("child_cancels_a_start_then_returns");
+        let child = run_child!(child_cancels_a_start_then_returns);
         // The daemon finishes a create the child sent before it died, so
         // the leaked container shows up only after the child is gone.
         std::thread::sleep(Duration::from_secs(2));
@@ -423,7 +380,7 @@ async fn child_cancels_a_start_then_returns() {
 #[serial_test::file_serial(heavy)]
 fn exit_hook_finishes_a_remove_cancelled_just_before_exit() {
     for _ in 0..3 {
-        let child = run_child("child_cancels_a_remove_then_returns");
+        let child = run_child!(child_cancels_a_remove_then_returns);
         assert_child_left_nothing(&child);
         assert!(child.status.success(), "{child}");
     }

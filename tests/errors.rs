@@ -32,14 +32,9 @@ async fn a_missing_image_whose_registry_is_unreachable_says_so() {
 /// container with `DOCKER_HOST` set to `docker_host`. The engine reads
 /// `DOCKER_HOST` once per process, hence the child.
 fn error_with_docker_host(docker_host: &str) -> String {
-    let out = support::run_child("unreachable_daemon_child", &[("DOCKER_HOST", docker_host)]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed:\n{stdout}");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ERROR="))
-        .expect("no error line")
-        .to_owned()
+    let child = support::run_child!(unreachable_daemon_child, &[("DOCKER_HOST", docker_host)]);
+    child.assert_success();
+    child.value("ERROR").to_owned()
 }
 
 #[test]

@@ -4,15 +4,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use dockfix::{ContainerSpec, Error, Result, TestContainer};
-use support::IMAGE;
+use dockfix::{Error, Result, TestContainer};
 
 async fn sleeper() -> Result<TestContainer> {
-    ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .start()
-        .await
+    support::sleeper().start().await
 }
 
 #[tokio::test]

@@ -567,27 +567,23 @@ async fn dropping_the_last_clone_stops_the_proxy_and_removes_its_socket() -> Res
 
 #[test]
 fn drop_leaves_no_thread_socket_or_descriptor_behind() {
-    let out = support::run_child("child_uses_and_drops_proxies", &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report = format!(
-        "{stdout}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{report}");
-    let value = |key: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("the child printed no {key}\n{report}"))
-            .to_owned()
-    };
+    let child = support::run_child!(child_uses_and_drops_proxies);
+    child.assert_success();
     assert_eq!(
-        value("THREADS"),
+        child.value("THREADS"),
         "0",
-        "proxy threads left running\n{report}"
+        "proxy threads left running\n{child}"
     );
-    assert_eq!(value("NEW_FDS"), "0", "descriptors left open\n{report}");
-    assert_eq!(value("SOCKETS"), "0", "socket files left behind\n{report}");
+    assert_eq!(
+        child.value("NEW_FDS"),
+        "0",
+        "descriptors left open\n{child}"
+    );
+    assert_eq!(
+        child.value("SOCKETS"),
+        "0",
+        "socket files left behind\n{child}"
+    );
 }
 
 #[test]

@@ -7,11 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use dockfix::{ContainerSpec, Error, Result, WaitFor};
 use support::{IMAGE, TempDir};
 
-fn sleeper() -> ContainerSpec {
-    ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-}
+use support::sleeper;
 
 #[tokio::test]
 async fn a_directory_tree_round_trips_with_its_modes() -> Result<()> {

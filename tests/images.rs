@@ -224,14 +224,14 @@ async fn a_sweep_removes_test_images_only_when_asked() -> Result<()> {
         report
             .removed
             .iter()
-            .all(|c| c.container.kind != dockfix::ResourceKind::Image)
+            .all(|c| c.resource.kind != dockfix::ResourceKind::Image)
     );
     let report = by_session().images(true).run().await?;
     assert!(
         report
             .removed
             .iter()
-            .any(|c| c.container.kind == dockfix::ResourceKind::Image && c.container.name == tag),
+            .any(|c| c.resource.kind == dockfix::ResourceKind::Image && c.resource.name == tag),
         "{report:?}"
     );
     assert!(

@@ -7,20 +7,16 @@ use std::time::{Duration, Instant};
 
 use dockfix::{ContainerSpec, Result};
 use serial_test::file_serial;
-use support::{IMAGE, is_child, list_by_label, run_child};
+use support::{is_child, list_by_label, run_child};
 
 fn tied() -> ContainerSpec {
-    ContainerSpec::new(IMAGE)
-        .name("kill")
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .remove_on_kill(true)
+    support::sleeper().name_prefix("kill").remove_on_kill(true)
 }
 
 #[tokio::test]
 #[file_serial(heavy)]
 async fn containers_of_a_sigkilled_process_are_gone_within_seconds() {
-    let mut child = support::spawn_child("child_holds_three_tied_containers", &[]);
+    let mut child = support::spawn_child!(child_holds_three_tied_containers, &[]);
     let session = support::wait_ready(&mut child)
         .remove("SESSION")
         .expect("no SESSION line");
@@ -58,13 +54,9 @@ fn child_holds_three_tied_containers() -> Result<()> {
 #[tokio::test]
 #[file_serial(heavy)]
 async fn a_process_that_exits_normally_leaves_no_anchor_behind() {
-    let out = run_child("child_starts_tied_containers_and_returns", &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    let session = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("SESSION="))
-        .expect("no session");
+    let child = run_child!(child_starts_tied_containers_and_returns);
+    child.assert_success();
+    let session = child.value("SESSION");
     assert_eq!(
         list_by_label("dockfix.session", session).await,
         Vec::<String>::new()

@@ -40,9 +40,7 @@ async fn container_reaches_a_host_listener_via_host_docker_internal() -> Result<
 
 #[tokio::test]
 async fn host_gateway_can_be_turned_off_and_extra_hosts_added() -> Result<()> {
-    let c = ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
+    let c = support::sleeper()
         .host_gateway(false)
         .extra_host("db.test", "10.1.2.3")
         .start()
@@ -88,11 +86,7 @@ async fn published_port_is_reachable_from_the_host() -> Result<()> {
 
 #[tokio::test]
 async fn host_port_of_an_unexposed_port_is_a_clear_error() -> Result<()> {
-    let c = ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .start()
-        .await?;
+    let c = support::sleeper().start().await?;
     let err = c.host_port(5432).unwrap_err();
     assert!(matches!(err, Error::PortNotExposed { port: 5432, .. }));
     assert!(err.to_string().contains("expose(5432)"), "{err}");
@@ -179,4 +173,44 @@ async fn a_bad_alias_is_refused() {
         "{err}"
     );
     net.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_running_container_connected_later_is_reached_by_its_alias() -> Result<()> {
+    // Started on Docker's default bridge, before the network exists.
+    let web = ContainerSpec::new(IMAGE)
+        .cmd([
+            "sh",
+            "-c",
+            "echo late but there > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+        ])
+        .start()
+        .await?;
+    let net = dockfix::Network::new().await?;
+    net.connect(&web, ["late"]).await?;
+    let client = ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .network(&net, ["client"])
+        .start()
+        .await?;
+    let out = client
+        .exec_ok(["wget", "-qO-", "http://late:8080/index.html"])
+        .timeout(Duration::from_secs(10))
+        .await?;
+    assert_eq!(out.stdout, "late but there\n");
+    // Connecting it again is the daemon's refusal, with its words.
+    let err = net.connect(&web, ["late"]).await.unwrap_err();
+    assert!(matches!(err, Error::Docker { .. }), "{err}");
+    let err = net.connect(&web, ["not an alias"]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidSpec {
+                field: "network",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    Ok(())
 }

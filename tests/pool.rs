@@ -7,13 +7,10 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use dockfix::{ContainerPool, ContainerSpec, Error, Reset, Result};
-use support::{IMAGE, container_exists, is_child, list_by_label, run_child, unique, wait_gone};
+use support::{container_exists, is_child, list_by_label, run_child, unique, wait_gone};
 
 fn spec() -> ContainerSpec {
-    ContainerSpec::new(IMAGE)
-        .name("pool")
-        .cmd(["sleep", "300"])
-        .network_mode("none")
+    support::sleeper().name_prefix("pool")
 }
 
 #[tokio::test]
@@ -261,16 +258,9 @@ fn a_static_pool_serves_a_plain_test() -> Result<()> {
 
 #[test]
 fn a_test_binary_with_a_static_pool_leaves_nothing_when_it_exits() {
-    let out = run_child(
-        "child_uses_a_static_pool",
-        &[("DOCKFIX_SWEEP_ON_START", "0")],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    let session = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("SESSION="))
-        .expect("no session line");
+    let child = run_child!(child_uses_a_static_pool, &[("DOCKFIX_SWEEP_ON_START", "0")]);
+    child.assert_success();
+    let session = child.value("SESSION");
     assert_eq!(
         support::block_on(list_by_label("dockfix.session", session)),
         Vec::<String>::new()

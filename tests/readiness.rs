@@ -142,13 +142,7 @@ async fn a_readiness_timeout_names_the_condition_and_removes_the_container() {
 #[tokio::test]
 async fn healthy_without_a_healthcheck_fails_fast() {
     let started = Instant::now();
-    let (_, reason, _) = not_ready(
-        ContainerSpec::new(IMAGE)
-            .cmd(["sleep", "300"])
-            .network_mode("none")
-            .wait_for(WaitFor::healthy()),
-    )
-    .await;
+    let (_, reason, _) = not_ready(support::sleeper().wait_for(WaitFor::healthy())).await;
     assert!(reason.contains("no healthcheck"), "{reason}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -156,9 +150,7 @@ async fn healthy_without_a_healthcheck_fails_fast() {
 #[tokio::test]
 async fn an_unhealthy_container_times_out_with_the_checks_output() {
     let (_, reason, _) = not_ready(
-        ContainerSpec::new(IMAGE)
-            .cmd(["sleep", "300"])
-            .network_mode("none")
+        support::sleeper()
             .healthcheck(
                 ["sh", "-c", "echo db down; exit 1"],
                 Duration::from_millis(100),

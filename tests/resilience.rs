@@ -12,17 +12,13 @@ use std::time::{Duration, Instant};
 
 use dockfix::{BreakerState, Config, ContainerSpec, Error, Result};
 use support::fault_proxy::FaultProxy;
-use support::{CASE_LABEL, IMAGE, is_child, list_by_label, run_child, unique};
+use support::{CASE_LABEL, is_child, list_by_label, run_child, unique};
 
-/// Runs scenario `name` in a child process and fails if it failed.
-fn scenario(name: &str) {
-    let out = run_child(name, &[("DOCKFIX_SWEEP_ON_START", "0")]);
-    assert!(
-        out.status.success(),
-        "scenario {name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Runs scenario `$child` in a child process and fails if it failed.
+macro_rules! scenario {
+    ($child:ident) => {
+        run_child!($child, &[("DOCKFIX_SWEEP_ON_START", "0")]).assert_success()
+    };
 }
 
 /// In a child: a proxy, dockfix pointed at it with `config`, and one call
@@ -40,15 +36,12 @@ async fn through_proxy(config: Config) -> FaultProxy {
 }
 
 fn spec(case: &str) -> ContainerSpec {
-    ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .label(CASE_LABEL, case)
+    support::sleeper().label(CASE_LABEL, case)
 }
 
 #[test]
 fn three_503s_on_create_still_start_exactly_one_container() {
-    scenario("child_503s_on_create");
+    scenario!(child_503s_on_create);
 }
 
 #[tokio::test]
@@ -59,7 +52,7 @@ async fn child_503s_on_create() -> Result<()> {
     }
     let proxy = through_proxy(Config::from_env()).await;
     let case = unique("503");
-    let before = dockfix::stats();
+    let before = dockfix::call_stats();
     proxy.fail_next(3, 503);
     let c = spec(&case).start().await?;
     assert_eq!(
@@ -71,14 +64,14 @@ async fn child_503s_on_create() -> Result<()> {
         4,
         "3 refused and 1 forwarded"
     );
-    assert_eq!(dockfix::stats().retries - before.retries, 3);
-    assert_eq!(dockfix::stats().breaker, BreakerState::Closed);
+    assert_eq!(dockfix::call_stats().retries - before.retries, 3);
+    assert_eq!(dockfix::call_stats().breaker, BreakerState::Closed);
     c.remove().await
 }
 
 #[test]
 fn a_lost_create_response_still_yields_exactly_one_container() {
-    scenario("child_lost_create_response");
+    scenario!(child_lost_create_response);
 }
 
 #[tokio::test]
@@ -104,7 +97,7 @@ async fn child_lost_create_response() -> Result<()> {
 
 #[test]
 fn a_missing_image_is_not_retried() {
-    scenario("child_missing_image");
+    scenario!(child_missing_image);
 }
 
 #[tokio::test]
@@ -124,13 +117,34 @@ async fn child_missing_image() -> Result<()> {
     // and nothing again.
     assert_eq!(proxy.count("POST", "/containers/create"), 1);
     assert_eq!(proxy.count("POST", "/images/create"), 1);
-    assert_eq!(dockfix::stats().retries, 0);
+    assert_eq!(dockfix::call_stats().retries, 0);
     Ok(())
+}
+
+/// Awaits `call` against a daemon that never answers, with a per-call
+/// timeout of 1 s: it must fail after that second, saying so, and count
+/// as this process's one timeout.
+async fn assert_cut_off_after_one_second<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T>>,
+) {
+    let started = Instant::now();
+    let err = call.await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("no answer within the per-call timeout of 1s"),
+        "{err}"
+    );
+    assert_eq!(dockfix::call_stats().timeouts, 1);
 }
 
 #[test]
 fn a_black_holed_call_fails_after_the_per_call_timeout() {
-    scenario("child_black_hole");
+    scenario!(child_black_hole);
 }
 
 #[tokio::test]
@@ -145,26 +159,62 @@ async fn child_black_hole() -> Result<()> {
     let proxy = through_proxy(config).await;
     let c = spec(&unique("hole")).start().await?;
     proxy.black_hole(true);
-    let started = Instant::now();
-    let err = c.state().await.unwrap_err();
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
-        "took {took:?}"
-    );
-    assert!(
-        err.to_string()
-            .contains("no answer within the per-call timeout of 1s"),
-        "{err}"
-    );
-    assert_eq!(dockfix::stats().timeouts, 1);
+    assert_cut_off_after_one_second(c.state()).await;
     proxy.black_hole(false);
     c.remove().await
 }
 
 #[test]
+fn a_silent_stream_fails_at_the_per_call_timeout_and_streams_pass_the_breaker() {
+    scenario!(child_silent_stream);
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by a_silent_stream_fails_at_the_per_call_timeout_and_streams_pass_the_breaker"]
+async fn child_silent_stream() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    use futures::StreamExt;
+    let config = Config::from_env()
+        .call_timeout(Duration::from_secs(1))
+        .retry_max_attempts(1)
+        .breaker_threshold(1)
+        .breaker_cooldown(Duration::from_secs(1));
+    let proxy = through_proxy(config).await;
+    let c = spec(&unique("silent"))
+        .cmd(["sh", "-c", "echo hello; exec sleep 300"])
+        .start()
+        .await?;
+    // A log read whose first frame never comes is cut off at the per-call
+    // timeout, and the silence counts against the breaker.
+    proxy.black_hole(true);
+    assert_cut_off_after_one_second(c.logs()).await;
+    assert!(matches!(
+        dockfix::call_stats().breaker,
+        BreakerState::Open { .. }
+    ));
+    // While it is open, streams are refused at once too: a read of the
+    // log, and a followed log, which has no time bound of its own.
+    let started = Instant::now();
+    assert!(matches!(c.logs().await, Err(Error::CircuitOpen { .. })));
+    let first = c.follow_logs().next().await;
+    assert!(
+        matches!(first, Some(Err(Error::CircuitOpen { .. }))),
+        "{first:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(100));
+    // After the cool-down a stream is the probe, and it closes the breaker.
+    proxy.black_hole(false);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(c.logs().await?.stdout, "hello\n");
+    assert_eq!(dockfix::call_stats().breaker, BreakerState::Closed);
+    c.remove().await
+}
+
+#[test]
 fn a_dead_daemon_opens_the_breaker_and_a_probe_closes_it() {
-    scenario("child_dead_endpoint");
+    scenario!(child_dead_endpoint);
 }
 
 #[tokio::test]
@@ -185,7 +235,7 @@ async fn child_dead_endpoint() -> Result<()> {
         assert!(matches!(c.state().await, Err(Error::Docker { .. })));
     }
     assert!(matches!(
-        dockfix::stats().breaker,
+        dockfix::call_stats().breaker,
         BreakerState::Open { .. }
     ));
     let mut slowest = Duration::ZERO;
@@ -210,14 +260,14 @@ async fn child_dead_endpoint() -> Result<()> {
         c.state().await?.running,
         "the probe should go through and succeed"
     );
-    assert_eq!(dockfix::stats().breaker, BreakerState::Closed);
-    assert!(dockfix::stats().breaker_opened >= 1);
+    assert_eq!(dockfix::call_stats().breaker, BreakerState::Closed);
+    assert!(dockfix::call_stats().breaker_opened >= 1);
     c.remove().await
 }
 
 #[test]
 fn a_drop_while_the_breaker_is_open_returns_at_once_and_removes_when_the_daemon_is_back() {
-    scenario("child_drop_while_open");
+    scenario!(child_drop_while_open);
 }
 
 #[tokio::test]
@@ -234,7 +284,7 @@ async fn child_drop_while_open() -> Result<()> {
     let case = unique("dropopen");
     let c = spec(&case).start().await?;
     proxy.kill();
-    while !matches!(dockfix::stats().breaker, BreakerState::Open { .. }) {
+    while !matches!(dockfix::call_stats().breaker, BreakerState::Open { .. }) {
         let _ = c.state().await;
     }
     let started = Instant::now();
@@ -255,25 +305,16 @@ async fn child_drop_while_open() -> Result<()> {
 
 #[test]
 fn a_waiting_drop_gives_up_at_its_deadline_and_leaves_the_container_labelled() {
-    let out = run_child(
-        "child_waiting_drop_gives_up",
+    let child = run_child!(
+        child_waiting_drop_gives_up,
         &[
             ("DOCKFIX_SWEEP_ON_START", "0"),
             ("DOCKFIX_REMOVE_DEADLINE", "2"),
             ("DOCKFIX_EXIT_TIMEOUT", "1"),
         ],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("LEFT="))
-        .expect("no LEFT line")
-        .to_owned();
+    child.assert_success();
+    let id = child.value("LEFT").to_owned();
     let labels = support::block_on(support::labels_of(&id));
     assert_eq!(
         labels["dockfix.managed"], "true",

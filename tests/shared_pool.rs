@@ -6,22 +6,17 @@ mod support;
 
 use std::time::Duration;
 
-use dockfix::{ContainerPool, ContainerSpec, Reset, Result};
+use dockfix::{ContainerPool, Reset, Result};
 use serial_test::file_serial;
-use support::{IMAGE, force_remove, is_child, list_by_label, unique};
+use support::{force_remove, is_child, list_by_label, unique};
 
 fn pool(name: &str, max_size: usize) -> ContainerPool {
-    ContainerPool::builder(
-        name,
-        ContainerSpec::new(IMAGE)
-            .cmd(["sleep", "300"])
-            .network_mode("none"),
-    )
-    .shared(true)
-    .max_size(max_size)
-    .reset(Reset::exec(["rm", "-rf", "/tmp/held"]))
-    .acquire_timeout(Duration::from_secs(60))
-    .build()
+    ContainerPool::builder(name, support::sleeper())
+        .shared(true)
+        .max_size(max_size)
+        .reset(Reset::exec(["rm", "-rf", "/tmp/held"]))
+        .acquire_timeout(Duration::from_secs(60))
+        .build()
 }
 
 /// Removes every member of `pool_name`: shared members outlive their
@@ -49,18 +44,16 @@ async fn four_processes_never_hold_a_member_at_once() {
     let name = unique("shared").replace('-', "_");
     let _cleanup = Cleanup(name.clone());
     let children: Vec<_> = (0..4)
-        .map(|_| support::spawn_child("child_hammers_the_shared_pool", &[("SHARED_POOL", &name)]))
+        .map(|_| support::spawn_child!(child_hammers_the_shared_pool, &[("SHARED_POOL", &name)]))
         .collect();
     let mut acquired = 0;
     for c in children {
-        let out = c.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "a child failed:\n{stdout}");
-        acquired += stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("ACQUIRED="))
-            .and_then(|n| n.parse::<usize>().ok())
-            .expect("no ACQUIRED line");
+        let child = support::finish_child(c);
+        child.assert_success();
+        acquired += child
+            .value("ACQUIRED")
+            .parse::<usize>()
+            .expect("ACQUIRED is not a number");
     }
     assert_eq!(acquired, 200);
     // At most two members, and no lease left: every holder released.
@@ -103,7 +96,7 @@ async fn the_claim_of_a_sigkilled_process_is_recovered_and_reset() {
         ("SHARED_POOL", name.as_str()),
         ("DOCKFIX_SWEEP_ON_START", "0"),
     ];
-    let mut holder = support::spawn_child("child_holds_a_shared_member", &pool_env);
+    let mut holder = support::spawn_child!(child_holds_a_shared_member, &pool_env);
     let held = support::wait_ready(&mut holder)
         .remove("HELD")
         .expect("no HELD line");
@@ -111,13 +104,9 @@ async fn the_claim_of_a_sigkilled_process_is_recovered_and_reset() {
     holder.wait().unwrap();
     // The only member is claimed by a dead process: the next process must
     // recover it, reset (its marker gone), and hand it out.
-    let out = support::run_child("child_takes_the_only_member", &pool_env);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert_eq!(
-        stdout.lines().find_map(|l| l.strip_prefix("GOT=")),
-        Some(held.as_str())
-    );
+    let child = support::run_child!(child_takes_the_only_member, &pool_env);
+    child.assert_success();
+    assert_eq!(child.value("GOT"), held);
     remove_pool(&name).await;
 }
 
@@ -202,10 +191,7 @@ async fn close_removes_the_idle_members_of_a_shared_pool() -> Result<()> {
 async fn an_expired_shared_member_is_swept_only_when_no_one_holds_it() -> Result<()> {
     let name = unique("expire").replace('-', "_");
     let _cleanup = Cleanup(name.clone());
-    let spec = ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .ttl(Duration::from_secs(1));
+    let spec = support::sleeper().ttl(Duration::from_secs(1));
     let pool = ContainerPool::builder(&name, spec)
         .shared(true)
         .max_size(1)

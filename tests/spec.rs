@@ -5,13 +5,7 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dockfix::{ContainerSpec, Error, Result};
-use support::{IMAGE, TempDir, labels_of, list_by_label, unique};
-
-fn sleeper() -> ContainerSpec {
-    ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-}
+use support::{TempDir, labels_of, list_by_label, sleeper, unique};
 
 #[tokio::test]
 async fn containers_carry_every_owner_label_and_the_users_labels() -> Result<()> {
@@ -153,7 +147,7 @@ async fn other_bad_values_are_refused_and_create_nothing() {
     refused_without_a_container(sleeper().extra_host("db", "999.1.1.1"), "extra_host").await;
     refused_without_a_container(sleeper().working_dir("tmp"), "working_dir").await;
     refused_without_a_container(sleeper().tmpfs("scratch", ""), "tmpfs").await;
-    refused_without_a_container(sleeper().name("bad name"), "name").await;
+    refused_without_a_container(sleeper().name_prefix("bad name"), "name_prefix").await;
     refused_without_a_container(sleeper().expose(80), "expose").await;
 }
 
@@ -208,10 +202,43 @@ async fn tmpfs_env_workdir_user_and_limits_are_applied() -> Result<()> {
 #[tokio::test]
 async fn parallel_starts_get_distinct_readable_names() -> Result<()> {
     let (a, b) = tokio::try_join!(
-        sleeper().name("twin").start(),
-        sleeper().name("twin").start()
+        sleeper().name_prefix("twin").start(),
+        sleeper().name_prefix("twin").start()
     )?;
     assert_ne!(a.name(), b.name());
     assert!(a.name().starts_with("twin-") && b.name().starts_with("twin-"));
     Ok(())
+}
+
+#[test]
+fn validating_a_spec_starts_no_runtime_and_calls_no_daemon() {
+    let child = support::run_child!(
+        child_validates_specs,
+        // Nothing answers here: a call to the daemon would fail.
+        &[("DOCKER_HOST", "unix:///nonexistent.sock")]
+    );
+    child.assert_success();
+    assert_eq!(child.value("ENGINE_THREADS"), "0", "{child}");
+}
+
+#[test]
+#[ignore = "run as a child process by validating_a_spec_starts_no_runtime_and_calls_no_daemon"]
+fn child_validates_specs() {
+    if !support::is_child() {
+        return;
+    }
+    dockfix::ContainerSpec::new(support::IMAGE)
+        .cmd(["httpd", "-f", "-p", "8080"])
+        .expose(8080)
+        .bind_ro("./tests/fixtures", "/fixtures")
+        .wait_for(dockfix::WaitFor::port(8080))
+        .validate()
+        .expect("a good spec validates");
+    assert!(sleeper().memory("lots").validate().is_err());
+    let engine_threads = std::fs::read_dir("/proc/self/task")
+        .expect("this process's threads are listed in /proc")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim().starts_with("dockfix-engine"))
+        .count();
+    println!("ENGINE_THREADS={engine_threads}");
 }

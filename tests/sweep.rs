@@ -165,7 +165,7 @@ async fn sweep_removes_exactly_the_containers_of_a_sigkilled_run() {
     assert_eq!(code, 0);
 
     let case = unique("killed");
-    let mut child = support::spawn_child("child_holds_three_containers", &[("SWEEP_CASE", &case)]);
+    let mut child = support::spawn_child!(child_holds_three_containers, &[("SWEEP_CASE", &case)]);
     let session = support::wait_ready(&mut child)
         .remove("SESSION")
         .expect("no SESSION line");
@@ -236,10 +236,7 @@ fn child_holds_three_containers() -> dockfix::Result<()> {
         return Ok(());
     }
     let case = std::env::var("SWEEP_CASE").unwrap();
-    let spec = dockfix::ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .label(CASE_LABEL, case);
+    let spec = support::sleeper().label(CASE_LABEL, case);
     let held: Vec<_> = (0..3)
         .map(|_| spec.clone().start_blocking())
         .collect::<dockfix::Result<_>>()?;
@@ -354,7 +351,8 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
     ];
     // The daemon itself answers 500 to the removal of one container. A
     // 500 is retried, so the sweep is given few attempts.
-    let proxy = support::proxy::FailRemoveProxy::start(&resisting);
+    let proxy = support::fault_proxy::FaultProxy::start();
+    proxy.fail_matching("DELETE", &resisting, 500);
     let host_env = proxy.docker_host();
     let env = [
         ("DOCKER_HOST", host_env.as_str()),
@@ -368,7 +366,7 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
     );
     assert_eq!(ids(&failed), BTreeSet::from([resisting.clone()]));
     assert!(
-        failed[&resisting].contains("injected failure")
+        failed[&resisting].contains("injected 500")
             && failed[&resisting].contains("gave up after 3 attempts"),
         "{failed:?}"
     );
@@ -376,7 +374,7 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
     let (code, text) = cli(&["sweep", "--session", &session], &env).await;
     assert_eq!(code, 1);
     assert!(
-        text.contains("FAILED to remove") && text.contains("injected failure"),
+        text.contains("FAILED to remove") && text.contains("injected 500"),
         "{text}"
     );
     assert!(text.contains("0 removed, 1 failed"), "{text}");
@@ -535,26 +533,17 @@ async fn the_first_start_of_a_process_reaps_orphans_of_this_host_unless_turned_o
         ttl: None,
     };
     let kept = fake(&case, Some(orphan(dead_pid()))).await;
-    let out = support::run_child(
-        "child_starts_one_container",
-        &[("DOCKFIX_SWEEP_ON_START", "0"), ("REAP_WATCH", &kept)],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    support::run_child!(
+        child_starts_one_container,
+        &[("DOCKFIX_SWEEP_ON_START", "0"), ("REAP_WATCH", &kept)]
+    )
+    .assert_success();
     assert!(
         support::container_exists(&kept).await,
         "reaped although turned off"
     );
 
-    let out = support::run_child("child_starts_one_container", &[("REAP_WATCH", &kept)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    support::run_child!(child_starts_one_container, &[("REAP_WATCH", &kept)]).assert_success();
     assert!(
         wait_gone(&kept, Duration::from_secs(10)).await,
         "the orphan was not reaped"
@@ -567,10 +556,7 @@ fn child_starts_one_container() -> dockfix::Result<()> {
     if !is_child() {
         return Ok(());
     }
-    let _c = dockfix::ContainerSpec::new(IMAGE)
-        .cmd(["sleep", "300"])
-        .network_mode("none")
-        .start_blocking()?;
+    let _c = support::sleeper().start_blocking()?;
     // Reaping runs in the background: give it the time it needs here, so
     // the parent sees its result (or, when off, that nothing happened).
     let watched = std::env::var("REAP_WATCH").unwrap();

@@ -117,9 +117,18 @@ fn main() -> ExitCode {
     })
 }
 
+/// An age as `dockfix ls` shows it: `45s`, `12m`, `3h`, `2d` (rounded
+/// down).
 fn age(c: &ManagedResource) -> String {
-    c.age()
-        .map_or_else(|| "?".to_owned(), dockfix::human_duration)
+    let Some(age) = c.age() else {
+        return "?".to_owned();
+    };
+    let secs = age.as_secs();
+    let (n, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(size, _)| secs >= 2 * size)
+        .unwrap_or((1, "s"));
+    format!("{}{unit}", secs / n)
 }
 
 fn short(id: &str) -> &str {
@@ -179,7 +188,7 @@ fn ls(json: bool) -> dockfix::Result<ExitCode> {
 }
 
 fn candidate_json(s: &SweepCandidate) -> Value {
-    let mut v = container_json(&s.container);
+    let mut v = container_json(&s.resource);
     v["reason"] = json!(s.reason.code());
     v["why"] = json!(s.reason.to_string());
     v
@@ -218,20 +227,20 @@ fn run_sweep(sweep: Sweep, json: bool) -> dockfix::Result<ExitCode> {
     for s in &report.removed {
         println!(
             "{verb} {} {} {} (session {}): {}",
-            s.container.kind,
-            short(&s.container.id),
-            s.container.name,
-            s.container.session,
+            s.resource.kind,
+            short(&s.resource.id),
+            s.resource.name,
+            s.resource.session,
             s.reason
         );
     }
     for (s, e) in &report.failed {
         eprintln!(
             "FAILED to remove {} {} {} (session {}): {e}",
-            s.container.kind,
-            short(&s.container.id),
-            s.container.name,
-            s.container.session
+            s.resource.kind,
+            short(&s.resource.id),
+            s.resource.name,
+            s.resource.session
         );
     }
     println!(

@@ -25,7 +25,8 @@
 //!
 //! A connection is first checked against [`refuse_next`](FaultProxy::refuse_next).
 //! Its request is then read and logged, and the first that applies wins:
-//! [`black_hole`](FaultProxy::black_hole), [`fail_next`](FaultProxy::fail_next),
+//! [`black_hole`](FaultProxy::black_hole), [`fail_matching`](FaultProxy::fail_matching),
+//! [`fail_next`](FaultProxy::fail_next),
 //! [`swallow_next_create`](FaultProxy::swallow_next_create), forwarding.
 //! [`delay`](FaultProxy::delay) applies to every response that is sent, the
 //! injected ones included.
@@ -133,6 +134,8 @@ struct Faults {
     fail_status: u16,
     delay: Duration,
     swallow_create: bool,
+    /// Standing failures: (method, path fragment, status).
+    matching: Vec<(String, String, u16)>,
 }
 
 /// Orders for the proxy thread. Each carries a channel to confirm on, so
@@ -228,6 +231,27 @@ impl FaultProxy {
         let mut faults = self.inner.shared.faults();
         faults.fail = n;
         faults.fail_status = status;
+    }
+
+    /// Answers every request whose method is `method` and whose path
+    /// contains `path_contains` itself, with `status` and the JSON body
+    /// `{"message":"injected <status>"}`, until [`clear_faults`](Self::clear_faults):
+    /// a daemon that refuses one object (a container that resists its
+    /// removal) and serves every other.
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not between 200 and 599.
+    pub fn fail_matching(&self, method: &str, path_contains: &str, status: u16) {
+        assert!(
+            (200..=599).contains(&status),
+            "fail_matching: {status} is not a final HTTP status"
+        );
+        self.inner.shared.faults().matching.push((
+            method.to_owned(),
+            path_contains.to_owned(),
+            status,
+        ));
     }
 
     /// Holds every response for `delay` before passing it on: the daemon
@@ -376,7 +400,12 @@ impl Shared {
 
     fn decide(&self, request: &Request) -> Action {
         let mut faults = self.faults();
-        if faults.fail > 0 {
+        let matched = faults.matching.iter().find(|(method, path, _)| {
+            request.method == *method && request.path.contains(path.as_str())
+        });
+        if let Some((_, _, status)) = matched {
+            Action::Fail(*status)
+        } else if faults.fail > 0 {
             faults.fail -= 1;
             Action::Fail(faults.fail_status)
         } else if faults.swallow_create && request.is_create() {

@@ -7,11 +7,11 @@
 //! daemon answers something unexpected, which fails the calling test.
 
 // Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,14 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 
 /// The image every test starts: a static busybox built by `ci/setup`.
 pub const IMAGE: &str = "dockfix-test/busybox:latest";
+
+/// The spec most tests start from: the test image sleeping, with no
+/// network (the fastest start).
+pub fn sleeper() -> dockfix::ContainerSpec {
+    dockfix::ContainerSpec::new(IMAGE)
+        .cmd(["sleep", "300"])
+        .network_mode("none")
+}
 
 /// A label key tests put on their containers, with a [`unique`] value, to
 /// find exactly their own with [`list_by_label`].
@@ -120,14 +128,86 @@ pub async fn force_remove(id: &str) {
     }
 }
 
-/// Set in the environment of a process started by [`run_child`].
+/// Set in the environment of a process started by [`run_child!`].
 pub const CHILD_ENV: &str = "DOCKFIX_TEST_CHILD";
 
-/// True in a process started by [`run_child`]. A child test is marked
-/// `#[ignore]` and returns at once when this is false, so a run with
-/// `--ignored` does nothing with it.
+/// True in a process started by [`run_child!`] or [`spawn_child!`]. A
+/// child test is marked `#[ignore]` and returns at once when this is
+/// false, so a run with `--ignored` does nothing with it.
 pub fn is_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// What a child test process did.
+#[derive(Debug)]
+pub struct ChildRun {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout (libtest's lines too).
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl ChildRun {
+    /// The value of the child's `KEY=value` line; panics when there is none.
+    pub fn value(&self, key: &str) -> &str {
+        let marker = format!("{key}=");
+        match self.stdout.lines().find_map(|l| l.strip_prefix(&marker)) {
+            Some(value) => value,
+            None => panic!("the child printed no {marker} line\n{self}"),
+        }
+    }
+
+    /// Panics, showing what the child printed, unless it succeeded.
+    pub fn assert_success(&self) {
+        assert!(self.status.success(), "the child test failed\n{self}");
+    }
+}
+
+impl std::fmt::Display for ChildRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "child {}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The name libtest knows the test function `function` of module `module`
+/// (as `module_path!()` gives it) by: the path without the crate's name.
+pub fn test_name(module: &str, function: &str) -> String {
+    match module.split_once("::") {
+        Some((_, inner)) => format!("{inner}::{function}"),
+        None => function.to_owned(),
+    }
+}
+
+/// How many tests libtest said it runs, from its `running N test(s)` line.
+fn tests_run(line: &str) -> Option<usize> {
+    line.strip_prefix("running ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn child_command(name: &str, env: &[(&str, &str)]) -> Command {
+    let exe = std::env::current_exe().expect("cannot find the test binary");
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env(CHILD_ENV, "1")
+        .envs(env.iter().copied());
+    command
 }
 
 /// Runs the test `name` of the calling test binary alone in a child
@@ -138,40 +218,101 @@ pub fn is_child() -> bool {
 /// Each line the child prints starts a line of its stdout (`--quiet`
 /// keeps libtest from writing `test <name> ... ` in front of the first),
 /// so a child reports values as `KEY=value` lines.
-pub fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
-    let exe = std::env::current_exe().expect("cannot find the test binary");
-    Command::new(exe)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ])
-        .env(CHILD_ENV, "1")
-        .envs(env.iter().copied())
+///
+/// # Errors
+///
+/// When the child did not run exactly one test: a name that matches no
+/// test runs none, and "0 passed" would pass. Prefer [`run_child!`],
+/// which names the child by its function, so a misspelling does not
+/// compile either.
+pub fn try_run_child(name: &str, env: &[(&str, &str)]) -> Result<ChildRun, String> {
+    let out = child_command(name, env)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run test {name} in a child process: {e}"))
+        .unwrap_or_else(|e| panic!("cannot run test {name} in a child process: {e}"));
+    let run = ChildRun {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    match run.stdout.lines().find_map(tests_run) {
+        Some(1) => Ok(run),
+        Some(n) => Err(format!(
+            "the child process ran {n} tests, not the one test named {name}\n{run}"
+        )),
+        None => Err(format!(
+            "the child process for {name} did not say how many tests it ran\n{run}"
+        )),
+    }
 }
 
-/// Starts the test `name` of this binary in a child process, like
-/// [`run_child`], without waiting for it; its stdout is piped. With
-/// `DOCKFIX_SWEEP_ON_START=0`, so that its first start reaps nothing.
-pub fn spawn_child(name: &str, env: &[(&str, &str)]) -> std::process::Child {
-    let exe = std::env::current_exe().expect("cannot find the test binary");
-    Command::new(exe)
-        .args(["--exact", name, "--ignored", "--nocapture", "--quiet"])
-        .env(CHILD_ENV, "1")
+/// Runs child test `name` like [`try_run_child`], panicking unless it ran
+/// exactly that one test.
+pub fn run_child_named(name: &str, env: &[(&str, &str)]) -> ChildRun {
+    try_run_child(name, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `run_child!(child_fn, &[("KEY", "value")])` runs the `#[ignore]`d test
+/// function `child_fn` of this binary alone in a child process and returns
+/// its [`ChildRun`]. The function is named, not spelled in a string, so a
+/// child that does not exist does not compile, and the child must report
+/// running exactly one test.
+macro_rules! run_child {
+    ($child:ident) => {
+        $crate::support::run_child!($child, &[])
+    };
+    ($child:ident, $env:expr $(,)?) => {{
+        let _ = $child;
+        $crate::support::run_child_named(
+            &$crate::support::test_name(module_path!(), stringify!($child)),
+            $env,
+        )
+    }};
+}
+pub(crate) use run_child;
+
+/// `spawn_child!(child_fn, &[..])` starts the test function `child_fn` in a
+/// child process like [`run_child!`], without waiting; its stdout is piped
+/// for [`wait_ready`]. With `DOCKFIX_SWEEP_ON_START=0`, so that its first
+/// start reaps nothing.
+macro_rules! spawn_child {
+    ($child:ident, $env:expr $(,)?) => {{
+        let _ = $child;
+        $crate::support::spawn_child_named(
+            &$crate::support::test_name(module_path!(), stringify!($child)),
+            $env,
+        )
+    }};
+}
+pub(crate) use spawn_child;
+
+/// Starts child test `name`; see [`spawn_child!`].
+pub fn spawn_child_named(name: &str, env: &[(&str, &str)]) -> std::process::Child {
+    child_command(name, env)
         .env("DOCKFIX_SWEEP_ON_START", "0")
-        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run test {name} in a child process: {e}"))
 }
 
-/// Reads the `KEY=value` lines a child started by [`spawn_child`] prints,
-/// until it prints `READY` (or ends).
+/// Waits for a child started by [`spawn_child!`] to exit and returns what
+/// it did; panics unless it ran exactly one test (when its stdout was not
+/// read by [`wait_ready`], which checks that itself).
+pub fn finish_child(child: std::process::Child) -> ChildRun {
+    let out = child.wait_with_output().expect("cannot wait for the child");
+    let run = ChildRun {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    if let Some(n) = run.stdout.lines().find_map(tests_run) {
+        assert_eq!(n, 1, "the child process ran {n} tests, not one\n{run}");
+    }
+    run
+}
+
+/// Reads the `KEY=value` lines a child started by [`spawn_child!`] prints,
+/// until it prints `READY`. Panics when it ends first, or when it does not
+/// run exactly one test.
 pub fn wait_ready(child: &mut std::process::Child) -> HashMap<String, String> {
     use std::io::BufRead;
     let stdout = child
@@ -179,16 +320,25 @@ pub fn wait_ready(child: &mut std::process::Child) -> HashMap<String, String> {
         .take()
         .expect("the child's stdout is not piped");
     let mut values = HashMap::new();
+    let mut counted = false;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.expect("cannot read the child's stdout");
+        if let Some(n) = tests_run(&line) {
+            assert_eq!(n, 1, "the child process runs {n} tests, not one");
+            counted = true;
+        }
         if line == "READY" {
-            break;
+            assert!(
+                counted,
+                "the child said READY before libtest said what it runs"
+            );
+            return values;
         }
         if let Some((k, v)) = line.split_once('=') {
             values.insert(k.to_owned(), v.to_owned());
         }
     }
-    values
+    panic!("the child process ended without printing READY (it printed {values:?})");
 }
 
 async fn exists(docker: &Docker, id: &str) -> bool {
@@ -258,4 +408,3 @@ impl Drop for TempDir {
 }
 
 pub mod fault_proxy;
-pub mod proxy;

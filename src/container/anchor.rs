@@ -21,15 +21,14 @@
 
 use std::sync::Mutex;
 
-use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures::StreamExt;
 
-use crate::engine;
+use super::create;
+use crate::cleanup;
+use crate::config;
+use crate::docker::{self, ContainerCreateBody, HostConfig, containers};
 use crate::error::Result;
 use crate::labels;
-use crate::retry::{self, Retry};
 
 /// The anchor's id, once started; replaced when it is found gone.
 static ANCHOR: tokio::sync::Mutex<Option<String>> = tokio::sync::Mutex::const_new(None);
@@ -42,24 +41,27 @@ static STDIN: Mutex<Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>
 /// The anchor's id, starting it on first use, and again if it is no
 /// longer running (a daemon restart, a sweep by session). Runs on the
 /// engine.
-pub(crate) async fn anchor(docker: &Docker, image: &str) -> Result<String> {
+pub(crate) async fn anchor(image: &str) -> Result<String> {
     let mut anchor = ANCHOR.lock().await;
     if let Some(id) = anchor.as_ref() {
-        let running = crate::container::inspect(docker, id, id)
+        let running = containers::inspect_container(id, id)
             .await
             .is_ok_and(|info| info.state.and_then(|s| s.running) == Some(true));
         if running {
             return Ok(id.clone());
         }
-        engine::remove_in_background(id.clone(), id.clone(), false);
+        cleanup::remove_in_background(id.clone(), id.clone(), false);
     }
-    let id = start(docker, image).await?;
+    let id = start(image).await?;
     *anchor = Some(id.clone());
     Ok(id)
 }
 
-async fn start(docker: &Docker, image: &str) -> Result<String> {
-    let image = std::env::var("DOCKFIX_ANCHOR_IMAGE").unwrap_or_else(|_| image.to_owned());
+async fn start(image: &str) -> Result<String> {
+    let image = config::env()
+        .anchor_image
+        .clone()
+        .unwrap_or_else(|| image.to_owned());
     use rand::Rng;
     let name = format!(
         "dockfix-anchor-{}-{:04x}",
@@ -80,42 +82,24 @@ async fn start(docker: &Docker, image: &str) -> Result<String> {
         }),
         ..Default::default()
     };
-    let id =
-        crate::container::create(docker, &name, &image, body, Default::default(), None).await?;
+    let id = create::create(&name, &image, &body, Default::default(), None).await?;
     // The exit hook removes the anchor (and so every tied container)
     // explicitly; the kernel path is for when no hook runs.
-    engine::register_live(&id, &name);
-    let attach = AttachContainerOptionsBuilder::new()
-        .stdin(true)
-        .stream(true)
-        .build();
-    // Not retried: the stream is the point, and a lost one is no use.
-    let attached = retry::call("attach anchor", &name, Retry::No, None, || {
-        docker.attach_container(&id, Some(attach.clone()))
-    })
-    .await;
-    let attached = match attached {
+    cleanup::register_live(&id, &name);
+    let attached = match containers::attach(&id, &name).await {
         Ok(a) => a,
         Err(e) => {
-            engine::remove_in_background(id, name.clone(), false);
+            cleanup::remove_in_background(id, name.clone(), false);
             return Err(e);
         }
     };
     *STDIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(attached.input);
     let mut output = attached.output;
-    engine::get()?.spawn(async move { while output.next().await.is_some() {} });
+    docker::spawn(async move { while output.next().await.is_some() {} })?;
     let target = format!("{name} (image {image}, which needs `cat`)");
-    let started = retry::call("start anchor", &target, Retry::Yes, None, || {
-        docker.start_container(&id, None)
-    })
-    .await;
-    match started {
-        // 304: a retried start whose first attempt had started it.
-        Err(e) if e.status() != Some(304) => {
-            engine::remove_in_background(id, name.clone(), false);
-            return Err(e);
-        }
-        _ => {}
+    if let Err(e) = containers::start_container(&id, &target).await {
+        cleanup::remove_in_background(id, name.clone(), false);
+        return Err(e);
     }
     Ok(id)
 }

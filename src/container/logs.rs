@@ -4,15 +4,15 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::query_parameters::LogsOptionsBuilder;
 use futures::{Stream, StreamExt};
 
-use crate::error::{Error, Result};
+use super::TestContainer;
+use crate::docker::{self, Frame, containers};
+use crate::error::Result;
 
 /// A container's output so far, with stdout and stderr kept apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Logs {
     /// Everything the container wrote to stdout.
     pub stdout: String,
@@ -34,6 +34,7 @@ pub enum LogSource {
 
 /// One line of container output, without its line ending.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LogLine {
     /// The stream it came from.
     pub source: LogSource,
@@ -81,35 +82,25 @@ impl LineSplitter {
     }
 }
 
-fn split(frame: LogOutput) -> (LogSource, impl AsRef<[u8]>) {
+fn split(frame: Frame) -> (LogSource, bytes::Bytes) {
     match frame {
-        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-            (LogSource::Stdout, message)
-        }
-        LogOutput::StdErr { message } => (LogSource::Stderr, message),
-        LogOutput::StdIn { message } => (LogSource::Stdin, message),
+        Frame::Stdout(bytes) => (LogSource::Stdout, bytes),
+        Frame::Stderr(bytes) => (LogSource::Stderr, bytes),
+        Frame::Stdin(bytes) => (LogSource::Stdin, bytes),
     }
 }
 
 /// The container's lines as a stream, on the engine. With `follow`, it ends
 /// when the container stops; `tail` limits it to the last lines.
 pub(crate) fn line_stream(
-    docker: Docker,
     id: String,
+    name: String,
     follow: bool,
     tail: Option<usize>,
 ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
-    let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
-    let opts = LogsOptionsBuilder::new()
-        .follow(follow)
-        .stdout(true)
-        .stderr(true)
-        .tail(&tail)
-        .build();
-    let frames = docker.logs(&id, Some(opts));
     let mut splitter = LineSplitter::default();
     let mut done = false;
-    frames
+    containers::logs(id, name, follow, tail)
         .map(Some)
         .chain(futures::stream::iter([None]))
         .flat_map(move |frame| {
@@ -119,11 +110,11 @@ pub(crate) fn line_stream(
                 _ if done => {}
                 Some(Ok(frame)) => {
                     let (source, bytes) = split(frame);
-                    splitter.push(source, bytes.as_ref(), &mut out);
+                    splitter.push(source, &bytes, &mut out);
                 }
                 Some(Err(e)) => {
                     done = true;
-                    err = Some(Error::docker("logs", id.clone(), e));
+                    err = Some(e);
                 }
                 None => splitter.finish(&mut out),
             }
@@ -132,37 +123,25 @@ pub(crate) fn line_stream(
 }
 
 /// Everything logged so far, on the engine.
-pub(crate) async fn collect(
-    docker: &Docker,
-    id: &str,
-    name: &str,
-    tail: Option<usize>,
-) -> Result<Logs> {
-    let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
-    let opts = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .tail(&tail)
-        .build();
-    crate::retry::gate()?;
-    let mut frames = docker.logs(id, Some(opts));
-    let mut logs = Logs::default();
+async fn collect(id: String, name: String) -> Result<Logs> {
+    let mut frames = containers::logs(id, name, false, None);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     while let Some(frame) = frames.next().await {
-        match split(frame.map_err(|e| Error::docker("logs", name, e))?) {
-            (LogSource::Stderr, b) => err.extend_from_slice(b.as_ref()),
-            (_, b) => out.extend_from_slice(b.as_ref()),
+        match split(frame?) {
+            (LogSource::Stderr, b) => err.extend_from_slice(&b),
+            (_, b) => out.extend_from_slice(&b),
         }
     }
-    logs.stdout = String::from_utf8_lossy(&out).into_owned();
-    logs.stderr = String::from_utf8_lossy(&err).into_owned();
-    Ok(logs)
+    Ok(Logs {
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    })
 }
 
 /// The last `n` lines of the container log, both streams interleaved as
 /// Docker recorded them. Used in error messages, so failures become text.
-pub(crate) async fn tail_text(docker: &Docker, id: &str, n: usize) -> String {
-    let lines: Vec<Result<LogLine>> = line_stream(docker.clone(), id.to_owned(), false, Some(n))
+pub(crate) async fn tail_text(id: &str, name: &str, n: usize) -> String {
+    let lines: Vec<Result<LogLine>> = line_stream(id.to_owned(), name.to_owned(), false, Some(n))
         .collect()
         .await;
     lines
@@ -173,6 +152,24 @@ pub(crate) async fn tail_text(docker: &Docker, id: &str, n: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+impl TestContainer {
+    /// Everything the container has logged so far, streams kept apart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Docker`](crate::Error::Docker) if the daemon refuses or
+    /// stops answering.
+    pub async fn logs(&self) -> Result<Logs> {
+        docker::run(collect(self.id().to_owned(), self.name().to_owned())).await
+    }
+
+    /// Follows the container log line by line, from its start; the stream
+    /// ends when the container stops.
+    pub fn follow_logs(&self) -> LogStream {
+        LogStream::spawn(self.id().to_owned(), self.name().to_owned())
+    }
 }
 
 /// A followed container log: yields lines from both streams as the
@@ -189,30 +186,20 @@ pub struct LogStream {
 }
 
 impl LogStream {
-    pub(crate) fn spawn(id: String) -> Self {
+    fn spawn(id: String, name: String) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let task = async move {
-            let docker = match crate::engine::docker().await {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            let mut lines = std::pin::pin!(line_stream(docker, id, true, None));
+            let mut lines = std::pin::pin!(line_stream(id, name, true, None));
             while let Some(line) = lines.next().await {
                 if tx.send(line).await.is_err() {
                     break;
                 }
             }
         };
-        match crate::engine::get() {
-            Ok(engine) => engine.spawn(task),
-            Err(e) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(1);
-                let _ = tx.try_send(Err(e));
-                return LogStream { rx };
-            }
+        if let Err(e) = docker::spawn(task) {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Err(e));
+            return LogStream { rx };
         }
         LogStream { rx }
     }

@@ -5,21 +5,20 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::engine;
+use super::TestContainer;
+use crate::docker::{self, Frame, exec};
 use crate::error::{Error, Result, command_line, tail};
-use crate::retry::{self, Retry};
+use crate::spec::env_entry;
 
 /// How many lines of stderr an [`Error::ExecFailed`] carries.
 const STDERR_TAIL: usize = 20;
 
 /// What a finished command produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecOutput {
     /// The exit code.
     pub exit_code: i64,
@@ -58,12 +57,12 @@ impl ExecOutput {
 #[derive(Debug)]
 #[must_use = "an exec does nothing until it is awaited"]
 pub struct Exec<'a> {
-    container: &'a crate::TestContainer,
+    container: &'a TestContainer,
     req: ExecRequest,
 }
 
 #[derive(Debug)]
-pub(crate) struct ExecRequest {
+struct ExecRequest {
     pub(crate) cmd: Vec<String>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) env: Vec<String>,
@@ -75,7 +74,7 @@ pub(crate) struct ExecRequest {
 }
 
 impl ExecRequest {
-    pub(crate) fn new<I, S>(cmd: I, checked: bool) -> Self
+    fn new<I, S>(cmd: I, checked: bool) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -97,11 +96,37 @@ impl ExecRequest {
     }
 }
 
-impl<'a> Exec<'a> {
-    pub(crate) fn new(container: &'a crate::TestContainer, req: ExecRequest) -> Self {
-        Exec { container, req }
+impl TestContainer {
+    /// Runs `cmd` in the container; await the returned [`Exec`] (after
+    /// setting a timeout, env, stdin, …) for its [`ExecOutput`].
+    /// A non-zero exit is returned, not an error; see [`exec_ok`](Self::exec_ok).
+    pub fn exec<I, S>(&self, cmd: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Exec {
+            container: self,
+            req: ExecRequest::new(cmd, false),
+        }
     }
 
+    /// Like [`exec`](Self::exec), but a non-zero exit is
+    /// [`Error::ExecFailed`] with the command, the code and the tail of
+    /// stderr.
+    pub fn exec_ok<I, S>(&self, cmd: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Exec {
+            container: self,
+            req: ExecRequest::new(cmd, true),
+        }
+    }
+}
+
+impl Exec<'_> {
     /// Cuts the command off after `limit`: the process and its children are
     /// killed and the exec returns [`Error::ExecTimedOut`].
     pub fn timeout(mut self, limit: Duration) -> Self {
@@ -148,6 +173,14 @@ impl<'a> Exec<'a> {
         self.req.checked = true;
         self
     }
+
+    /// Runs the command from a task already on the engine.
+    pub(crate) async fn run_on_engine(self) -> Result<ExecOutput> {
+        if let Some(err) = self.req.invalid {
+            return Err(err);
+        }
+        run(self.container.id(), self.container.name(), self.req).await
+    }
 }
 
 impl<'a> IntoFuture for Exec<'a> {
@@ -161,69 +194,30 @@ impl<'a> IntoFuture for Exec<'a> {
             if let Some(err) = self.req.invalid {
                 return Err(err);
             }
-            engine::run(async move {
-                let docker = engine::docker().await?;
-                run(&docker, &id, &name, self.req).await
-            })
-            .await
+            docker::run(async move { run(&id, &name, self.req).await }).await
         })
     }
 }
 
-/// `KEY=value`, refusing keys Docker would mangle.
-pub(crate) fn env_entry(key: &str, value: &str) -> std::result::Result<String, &'static str> {
-    if key.is_empty() {
-        return Err("the variable name is empty");
-    }
-    if key.contains('=') {
-        return Err("the variable name contains `=`");
-    }
-    if key.contains('\0') || value.contains('\0') {
-        return Err("NUL bytes cannot be passed in the environment");
-    }
-    Ok(format!("{key}={value}"))
-}
-
 /// Runs one exec on the engine.
-pub(crate) async fn run(
-    docker: &Docker,
-    id: &str,
-    name: &str,
-    req: ExecRequest,
-) -> Result<ExecOutput> {
+async fn run(id: &str, name: &str, req: ExecRequest) -> Result<ExecOutput> {
     let command = command_line(&req.cmd);
-    let options = CreateExecOptions {
-        attach_stdin: Some(req.stdin.is_some()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        env: (!req.env.is_empty()).then(|| req.env.clone()),
-        cmd: Some(req.cmd.clone()),
-        user: req.user.clone(),
-        working_dir: req.working_dir.clone(),
-        ..Default::default()
-    };
-    let created = retry::call("exec", name, Retry::Yes, None, || {
-        docker.create_exec(id, options.clone())
-    })
+    let exec_id = exec::create(
+        id,
+        name,
+        exec::Command {
+            cmd: &req.cmd,
+            env: &req.env,
+            user: req.user.as_deref(),
+            working_dir: req.working_dir.as_deref(),
+            stdin: req.stdin.is_some(),
+        },
+    )
     .await?;
-    let exec_id = created.id;
-    // Not retried: a second start would run the command twice.
-    let started = retry::call("exec start", name, Retry::No, None, || {
-        docker.start_exec(&exec_id, None)
-    })
-    .await?;
-    let StartExecResults::Attached {
+    let docker::Attached {
         mut output,
         mut input,
-    } = started
-    else {
-        return Err(Error::Docker {
-            operation: "exec start",
-            target: name.to_owned(),
-            status: None,
-            message: "the daemon did not attach the exec's streams".to_owned(),
-        });
-    };
+    } = exec::start(&exec_id, name).await?;
     let stdin = req.stdin;
     let collect = async move {
         let feed = async {
@@ -237,16 +231,13 @@ pub(crate) async fn run(
         let read = async {
             let (mut out, mut err) = (Vec::new(), Vec::new());
             while let Some(frame) = output.next().await {
-                match frame {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        out.extend_from_slice(&message)
-                    }
-                    Ok(LogOutput::StdErr { message }) => err.extend_from_slice(&message),
-                    Ok(LogOutput::StdIn { .. }) => {}
-                    Err(e) => return Err(e),
+                match frame? {
+                    Frame::Stdout(bytes) => out.extend_from_slice(&bytes),
+                    Frame::Stderr(bytes) => err.extend_from_slice(&bytes),
+                    Frame::Stdin(_) => {}
                 }
             }
-            Ok((out, err))
+            Ok::<_, Error>((out, err))
         };
         let ((), read) = futures::join!(feed, read);
         read
@@ -256,7 +247,7 @@ pub(crate) async fn run(
         Some(limit) => match tokio::time::timeout(limit, collect).await {
             Ok(r) => r,
             Err(_) => {
-                let killed = kill_exec(docker, id, &exec_id).await;
+                let killed = kill_exec(id, &exec_id).await;
                 return Err(Error::ExecTimedOut {
                     container: name.to_owned(),
                     command,
@@ -266,8 +257,8 @@ pub(crate) async fn run(
             }
         },
     };
-    let (out, err) = streams.map_err(|e| Error::docker("exec", name, e))?;
-    let exit_code = exit_code(docker, &exec_id, name).await?;
+    let (out, err) = streams?;
+    let exit_code = exit_code(&exec_id, name).await?;
     let output = ExecOutput {
         exit_code,
         stdout: String::from_utf8_lossy(&out).into_owned(),
@@ -286,36 +277,24 @@ pub(crate) async fn run(
 
 /// The exit code, once the daemon has recorded it (it can lag the end of
 /// the output stream by a moment).
-async fn exit_code(docker: &Docker, exec_id: &str, name: &str) -> Result<i64> {
+async fn exit_code(exec_id: &str, name: &str) -> Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = inspect_exec(docker, exec_id, name).await?;
+        let info = exec::inspect(exec_id, name).await?;
         if info.running != Some(true) {
             if let Some(code) = info.exit_code {
                 return Ok(code);
             }
         }
         if Instant::now() >= deadline {
-            return Err(Error::Docker {
-                operation: "exec inspect",
-                target: name.to_owned(),
-                status: None,
-                message: "the exec's output ended but no exit code was recorded".to_owned(),
-            });
+            return Err(Error::docker(
+                "exec inspect",
+                name,
+                "the exec's output ended but no exit code was recorded",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-async fn inspect_exec(
-    docker: &Docker,
-    exec_id: &str,
-    name: &str,
-) -> Result<bollard::models::ExecInspectResponse> {
-    retry::call("exec inspect", name, Retry::Yes, None, || {
-        docker.inspect_exec(exec_id)
-    })
-    .await
 }
 
 /// Kills a timed-out exec and everything it started. Docker has no API to
@@ -323,8 +302,8 @@ async fn inspect_exec(
 /// its host pid, which is reachable when the daemon runs on this machine
 /// (checked against the process's cgroup, so a pid from another machine's
 /// namespace is never signalled). Returns whether the process is gone.
-async fn kill_exec(docker: &Docker, container_id: &str, exec_id: &str) -> bool {
-    let Ok(info) = inspect_exec(docker, exec_id, container_id).await else {
+async fn kill_exec(container_id: &str, exec_id: &str) -> bool {
+    let Ok(info) = exec::inspect(exec_id, container_id).await else {
         return false;
     };
     if info.running == Some(false) {
@@ -346,7 +325,7 @@ async fn kill_exec(docker: &Docker, container_id: &str, exec_id: &str) -> bool {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        match inspect_exec(docker, exec_id, container_id).await {
+        match exec::inspect(exec_id, container_id).await {
             Ok(info) if info.running == Some(false) => return true,
             Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             Err(_) => return false,
@@ -362,24 +341,7 @@ fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
     if !in_container {
         return Vec::new();
     }
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if let Some(ppid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| parse_ppid(&s))
-            {
-                parents.push((pid, ppid));
-            }
-        }
-    }
+    let parents = crate::sys::processes();
     let mut tree = vec![root];
     let mut i = 0;
     while i < tree.len() {
@@ -393,31 +355,4 @@ fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
         i += 1;
     }
     tree
-}
-
-/// The parent pid from `/proc/<pid>/stat`; the command name may contain
-/// spaces and parentheses, so fields are counted after the last `)`.
-fn parse_ppid(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ppid_is_read_after_the_command_name() {
-        assert_eq!(parse_ppid("42 (sleep) S 7 42 42 0"), Some(7));
-        assert_eq!(parse_ppid("42 (a) b) c) R 9 1"), Some(9));
-        assert_eq!(parse_ppid("garbage"), None);
-    }
-
-    #[test]
-    fn env_entries_are_checked() {
-        assert_eq!(env_entry("A", "b=c"), Ok("A=b=c".to_owned()));
-        assert!(env_entry("", "x").is_err());
-        assert!(env_entry("A=B", "x").is_err());
-        assert!(env_entry("A", "x\0").is_err());
-    }
 }
