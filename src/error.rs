@@ -13,10 +13,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong, with the context a test author needs to act.
 ///
-/// Docker answers are matched on their HTTP status code, never on their text.
-/// Messages are printed in full by `Display`, so a test that returns
-/// `dockfix::Result<()>` fails with a message that says what went wrong.
-#[derive(Debug, thiserror::Error)]
+/// Docker answers are matched on their HTTP status code first; only where
+/// Docker gives one status to failures that heal and to failures that never
+/// will does its message decide (see the crate's README).
+///
+/// `Display` prints the whole message, log tails on lines of their own; so
+/// does `Debug`, which is what a test that returns `dockfix::Result<()>`
+/// prints when it fails, followed by the chain of causes. The fields stay
+/// reachable by matching.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A value given to a builder was refused before any Docker call.
@@ -94,9 +99,9 @@ pub enum Error {
         logs: String,
     },
 
-    /// An exec did not finish within its timeout. Its process was killed
-    /// when `killed` is true.
-    #[error("exec `{command}` in {container} timed out after {timeout:?}{}", if *killed { "; the process was killed" } else { "; the process could not be killed and may still run" })]
+    /// An exec did not finish within its timeout, which bounds all of it:
+    /// creating and starting the exec, its output, its exit code.
+    #[error("exec `{command}` in {container} timed out after {timeout:?}{}", if *killed { "; nothing of it runs any more" } else { "; its process could not be killed and may still run" })]
     ExecTimedOut {
         /// The container name.
         container: String,
@@ -104,7 +109,8 @@ pub enum Error {
         command: String,
         /// The limit that passed.
         timeout: Duration,
-        /// Whether the timed-out process (and its children) were killed.
+        /// Whether nothing of the command runs any more: its process and
+        /// children were killed, or it never started.
         killed: bool,
     },
 
@@ -136,15 +142,21 @@ pub enum Error {
         message: String,
     },
 
-    /// No pool member came back within the acquire timeout.
+    /// No pool member came back within the acquire timeout. A member that
+    /// fails to start is not this: its error reaches the acquirer waiting
+    /// for it at once.
     #[error(
-        "pool {pool} had no free container within {waited:?}: all {max_size} are in use; raise max_size, return holders sooner, or raise acquire_timeout"
+        "pool {pool} had no free container within {waited:?}: {in_use} of its {max_size} are in use{}; raise max_size, return holders sooner, or raise acquire_timeout",
+        if in_use < max_size { " and the others are being started or reset" } else { "" }
     )]
     PoolTimeout {
         /// The pool's name.
         pool: String,
         /// Its size limit.
         max_size: usize,
+        /// How many members were held when the time ran out (for a shared
+        /// pool, by every process of the host).
+        in_use: usize,
         /// How long the caller waited.
         waited: Duration,
     },
@@ -206,6 +218,21 @@ pub enum Error {
         /// What the operating system answered.
         message: String,
     },
+}
+
+impl std::fmt::Debug for Error {
+    /// The same text as `Display`, then each underlying cause on a line of
+    /// its own: `?` in a test prints this, and escaped `\n`s would make a
+    /// log tail unreadable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            write!(f, "\ncaused by: {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
 }
 
 fn log_section(logs: &str) -> String {
@@ -308,6 +335,31 @@ pub(crate) fn command_line(cmd: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_reads_like_display_with_its_causes() {
+        let err = Error::NotReady {
+            container: "db".into(),
+            condition: "running".into(),
+            reason: "the container is exited with exit code 1".into(),
+            logs: "FATAL: data directory has wrong ownership\nHINT: chown it".into(),
+        };
+        let debug = format!("{err:?}");
+        assert_eq!(debug, err.to_string());
+        assert!(debug.contains("\nFATAL: data directory has wrong ownership\nHINT: chown it"));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::Docker {
+            operation: "create",
+            target: "x".into(),
+            status: None,
+            message: "the connection failed (connection refused)".into(),
+            source: Some(Box::new(io)),
+        };
+        assert_eq!(
+            format!("{err:?}"),
+            "docker create on x failed: the connection failed (connection refused)\ncaused by: refused"
+        );
+    }
 
     #[test]
     fn tail_keeps_last_lines() {

@@ -20,7 +20,8 @@ use crate::spec::ContainerSpec;
 /// Dropping the guard hands the removal to the engine: while containers
 /// are still attached (a guard dropped before its containers), the removal
 /// waits for them, up to `DOCKFIX_REMOVE_DEADLINE`, so the order in which
-/// guards go does not matter.
+/// guards go does not matter. [`keep`](Network::keep) and `DOCKFIX_KEEP=1`
+/// leave it in place, with the containers kept on it.
 ///
 /// # Examples
 ///
@@ -130,6 +131,15 @@ impl Network {
             .await
     }
 
+    /// Leaves the network in place after the guard is gone, for debugging
+    /// (as `DOCKFIX_KEEP=1` does for every guard), and returns its id. It
+    /// keeps its labels, so `dockfix sweep` can remove it later.
+    #[must_use = "the id is the only handle left on the kept network"]
+    pub fn keep(mut self) -> String {
+        self.armed = false;
+        std::mem::take(&mut self.id)
+    }
+
     /// Removes the network now, waiting (bounded) for attached containers
     /// to go first.
     ///
@@ -147,6 +157,13 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         if !std::mem::take(&mut self.armed) {
+            return;
+        }
+        if config::env().keep {
+            crate::error::warn(format_args!(
+                "keeping network {} ({}) because DOCKFIX_KEEP is set",
+                self.name, self.id
+            ));
             return;
         }
         let (id, name) = (self.id.clone(), self.name.clone());

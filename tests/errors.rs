@@ -68,3 +68,41 @@ fn a_closed_tcp_endpoint_is_unavailable_too() {
         "{msg}"
     );
 }
+
+/// Docker 20.10 answers each of these mistakes with a 500, the status it
+/// also gives to trouble that passes. Each must fail on its first attempt,
+/// with the daemon's words: ten retries took 11 s.
+#[tokio::test]
+async fn mistakes_docker_answers_with_500_fail_at_once_with_its_words() {
+    let cases = [
+        (
+            "unknown user",
+            support::sleeper().user("nosuchuser"),
+            "unable to find user nosuchuser",
+        ),
+        (
+            "unknown group",
+            support::sleeper().user("0:nosuchgroup"),
+            "unable to find group nosuchgroup",
+        ),
+        (
+            "working directory is a file",
+            support::sleeper().working_dir("/bin/busybox"),
+            "is not a directory",
+        ),
+    ];
+    for (what, spec, words) in cases {
+        let started = std::time::Instant::now();
+        let err = spec.start().await.unwrap_err();
+        let took = started.elapsed();
+        println!("{what}: failed in {took:?}");
+        assert_eq!(err.status(), Some(500), "{what}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(words), "{what}: {msg}");
+        assert!(!msg.contains("gave up after"), "{what} was retried: {msg}");
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{what} took {took:?}"
+        );
+    }
+}

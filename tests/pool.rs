@@ -85,17 +85,80 @@ async fn an_exhausted_pool_serves_the_waiter_first_and_times_out_with_a_clear_er
     let err = short.acquire().await.unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(450));
     assert!(
-        matches!(err, Error::PoolTimeout { max_size: 1, .. }),
+        matches!(
+            err,
+            Error::PoolTimeout {
+                max_size: 1,
+                in_use: 1,
+                ..
+            }
+        ),
         "{err}"
     );
     let msg = err.to_string();
     assert!(
-        msg.contains(&name) && msg.contains("all 1 are in use"),
+        msg.contains(&name) && msg.contains("1 of its 1 are in use;"),
         "{msg}"
     );
     drop((b, held));
     pool.close().await?;
     short.close().await
+}
+
+#[tokio::test]
+async fn a_member_that_cannot_start_fails_acquire_at_once_with_its_own_error() -> Result<()> {
+    // A service whose data directory is broken: it says why and exits,
+    // until the host file it needs is there.
+    let dir = support::TempDir::new("pool-broken");
+    let broken = support::sleeper()
+        .name_prefix("pool")
+        .bind_ro(dir.path(), "/data")
+        .cmd([
+            "sh",
+            "-c",
+            "[ -f /data/ok ] || { echo 'FATAL: data directory /data is broken' >&2; exit 1; }; \
+             echo ready; exec sleep 300",
+        ])
+        .wait_for(dockfix::WaitFor::log_line("ready"));
+    let pool = ContainerPool::builder(unique("broken"), broken)
+        .min_idle(2)
+        .max_size(2)
+        .build();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let err = pool.acquire().await.unwrap_err();
+        let took = started.elapsed();
+        // Not the 60 s acquire timeout: the member's own failure, with the
+        // container's words.
+        assert!(
+            took < Duration::from_secs(10),
+            "attempt {attempt} took {took:?}"
+        );
+        match &err {
+            Error::NotReady { logs, .. } => assert!(
+                logs.contains("FATAL: data directory /data is broken"),
+                "{err}"
+            ),
+            other => panic!("attempt {attempt}: expected NotReady, got {other}"),
+        }
+        // Wait for the prewarmed members' failures to settle, then look.
+        let settle = Instant::now();
+        while pool.stats().size > 0 && settle.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.size, stats.idle, stats.in_use),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+    }
+    // Fixed: the pool was not poisoned, the next acquire starts a member.
+    std::fs::write(dir.path().join("ok"), "").unwrap();
+    let c = pool.acquire().await?;
+    assert_eq!(c.exec_ok(["cat", "/data/ok"]).await?.exit_code, 0);
+    drop(c);
+    pool.close().await
 }
 
 #[tokio::test]

@@ -70,6 +70,108 @@ async fn child_503s_on_create() -> Result<()> {
 }
 
 #[test]
+fn a_500_is_retried_as_its_message_says() {
+    scenario!(child_500s_by_message);
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by a_500_is_retried_as_its_message_says"]
+async fn child_500s_by_message() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let proxy = through_proxy(Config::from_env()).await;
+    let creates = || proxy.count("POST", "/containers/create");
+
+    // Docker's words for a mistake: one attempt, and the daemon's words.
+    let started = Instant::now();
+    proxy.fail_next_saying(
+        5,
+        500,
+        "unable to find user nosuchuser: no matching entries in passwd file",
+    );
+    let err = spec(&unique("never")).start().await.unwrap_err();
+    assert_eq!(creates(), 1, "{err}");
+    assert_eq!(err.status(), Some(500));
+    assert!(
+        err.to_string().contains("unable to find user nosuchuser"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    proxy.clear_faults();
+
+    // A 500 nobody knows: retried twice, quickly, then its words. (The
+    // name of a failed create is removed in the background: let that
+    // pass first, so the faults meet creates only.)
+    dockfix::wait_for_removals(Duration::from_secs(10)).await;
+    proxy.reset_log();
+    let started = Instant::now();
+    proxy.fail_next(5, 500);
+    let err = spec(&unique("unknown")).start().await.unwrap_err();
+    assert_eq!(creates(), 3, "{err}");
+    assert!(
+        err.to_string().contains("injected 500")
+            && err.to_string().contains("gave up after 3 attempts"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.clear_faults();
+
+    // The daemon is busy: retried as a 503 is, until it works.
+    dockfix::wait_for_removals(Duration::from_secs(10)).await;
+    proxy.reset_log();
+    let case = unique("busy");
+    proxy.fail_next_saying(4, 500, "error mounting: device or resource busy");
+    let c = spec(&case).start().await?;
+    assert_eq!(creates(), 5, "4 refused and 1 forwarded");
+    assert_eq!(
+        list_by_label(CASE_LABEL, &case).await,
+        vec![c.id().to_owned()]
+    );
+    c.remove().await
+}
+
+#[test]
+fn an_exec_timeout_bounds_the_whole_exec_even_a_slow_daemon() {
+    scenario!(child_exec_timeout_on_a_slow_daemon);
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by an_exec_timeout_bounds_the_whole_exec_even_a_slow_daemon"]
+async fn child_exec_timeout_on_a_slow_daemon() -> Result<()> {
+    if !is_child() {
+        return Ok(());
+    }
+    let proxy = through_proxy(Config::from_env()).await;
+    let c = spec(&unique("slowexec")).start().await?;
+    // Every answer comes 2 s late: creating the exec alone outlasts the
+    // 1 s the test allows the whole command.
+    proxy.delay(Duration::from_secs(2));
+    let started = Instant::now();
+    let err = c
+        .exec(["true"])
+        .timeout(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1800),
+        "took {took:?}"
+    );
+    match err {
+        // Cut off before it was started: nothing of it runs.
+        Error::ExecTimedOut { killed, .. } => assert!(killed),
+        other => panic!("expected ExecTimedOut, got {other}"),
+    }
+    proxy.delay(Duration::ZERO);
+    c.remove().await
+}
+
+#[test]
 fn a_lost_create_response_still_yields_exactly_one_container() {
     scenario!(child_lost_create_response);
 }

@@ -127,8 +127,10 @@ impl TestContainer {
 }
 
 impl Exec<'_> {
-    /// Cuts the command off after `limit`: the process and its children are
-    /// killed and the exec returns [`Error::ExecTimedOut`].
+    /// Cuts the command off after `limit`, counted from the moment the
+    /// exec is awaited to its exit code (creating and starting the exec
+    /// included): the process and its children are killed and the exec
+    /// returns [`Error::ExecTimedOut`].
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.req.timeout = Some(limit);
         self
@@ -199,9 +201,54 @@ impl<'a> IntoFuture for Exec<'a> {
     }
 }
 
-/// Runs one exec on the engine.
+/// Runs one exec on the engine; with a timeout, the whole of it (create,
+/// start, output and exit code) is bounded, and what it started is killed
+/// when the time is up.
 async fn run(id: &str, name: &str, req: ExecRequest) -> Result<ExecOutput> {
     let command = command_line(&req.cmd);
+    let (checked, limit) = (req.checked, req.timeout);
+    // Where the exec got to, for the kill if the time runs out.
+    let mut started: Option<String> = None;
+    let finish = run_to_exit(id, name, req, &mut started);
+    let output = match limit {
+        None => finish.await?,
+        Some(limit) => match tokio::time::timeout(limit, finish).await {
+            Ok(output) => output?,
+            Err(_) => {
+                // Nothing was started: nothing runs.
+                let killed = match &started {
+                    Some(exec_id) => kill_exec(id, exec_id).await,
+                    None => true,
+                };
+                return Err(Error::ExecTimedOut {
+                    container: name.to_owned(),
+                    command,
+                    timeout: limit,
+                    killed,
+                });
+            }
+        },
+    };
+    if checked && output.exit_code != 0 {
+        return Err(Error::ExecFailed {
+            container: name.to_owned(),
+            command,
+            exit_code: output.exit_code,
+            stderr: tail(&output.stderr, STDERR_TAIL),
+        });
+    }
+    Ok(output)
+}
+
+/// Creates and starts the exec, feeds its stdin, reads its output and
+/// waits for its exit code. `started` gets the exec's id just before it
+/// is started.
+async fn run_to_exit(
+    id: &str,
+    name: &str,
+    req: ExecRequest,
+    started: &mut Option<String>,
+) -> Result<ExecOutput> {
     let exec_id = exec::create(
         id,
         name,
@@ -214,65 +261,37 @@ async fn run(id: &str, name: &str, req: ExecRequest) -> Result<ExecOutput> {
         },
     )
     .await?;
+    let exec_id = started.insert(exec_id);
     let docker::Attached {
         mut output,
         mut input,
-    } = exec::start(&exec_id, name).await?;
-    let stdin = req.stdin;
-    let collect = async move {
-        let feed = async {
-            if let Some(bytes) = stdin {
-                // A command that exits without reading its input closes the
-                // pipe; that is not an error of ours.
-                let _ = input.write_all(&bytes).await;
-                let _ = input.shutdown().await;
-            }
-        };
-        let read = async {
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            while let Some(frame) = output.next().await {
-                match frame? {
-                    Frame::Stdout(bytes) => out.extend_from_slice(&bytes),
-                    Frame::Stderr(bytes) => err.extend_from_slice(&bytes),
-                    Frame::Stdin(_) => {}
-                }
-            }
-            Ok::<_, Error>((out, err))
-        };
-        let ((), read) = futures::join!(feed, read);
-        read
+    } = exec::start(exec_id, name).await?;
+    let feed = async {
+        if let Some(bytes) = req.stdin {
+            // A command that exits without reading its input closes the
+            // pipe; that is not an error of ours.
+            let _ = input.write_all(&bytes).await;
+            let _ = input.shutdown().await;
+        }
     };
-    let streams = match req.timeout {
-        None => collect.await,
-        Some(limit) => match tokio::time::timeout(limit, collect).await {
-            Ok(r) => r,
-            Err(_) => {
-                let killed = kill_exec(id, &exec_id).await;
-                return Err(Error::ExecTimedOut {
-                    container: name.to_owned(),
-                    command,
-                    timeout: limit,
-                    killed,
-                });
+    let read = async {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(frame) = output.next().await {
+            match frame? {
+                Frame::Stdout(bytes) => out.extend_from_slice(&bytes),
+                Frame::Stderr(bytes) => err.extend_from_slice(&bytes),
+                Frame::Stdin(_) => {}
             }
-        },
+        }
+        Ok::<_, Error>((out, err))
     };
-    let (out, err) = streams?;
-    let exit_code = exit_code(&exec_id, name).await?;
-    let output = ExecOutput {
-        exit_code,
+    let ((), read) = futures::join!(feed, read);
+    let (out, err) = read?;
+    Ok(ExecOutput {
+        exit_code: exit_code(exec_id, name).await?,
         stdout: String::from_utf8_lossy(&out).into_owned(),
         stderr: String::from_utf8_lossy(&err).into_owned(),
-    };
-    if req.checked && exit_code != 0 {
-        return Err(Error::ExecFailed {
-            container: name.to_owned(),
-            command,
-            exit_code,
-            stderr: tail(&output.stderr, STDERR_TAIL),
-        });
-    }
-    Ok(output)
+    })
 }
 
 /// The exit code, once the daemon has recorded it (it can lag the end of

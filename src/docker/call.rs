@@ -8,22 +8,32 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::breaker::{BREAKER, STATS};
+use super::classify::{self, Heals, UNKNOWN_RETRIES};
 use super::policy::Policy;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 
-/// Whether a failure can heal.
-pub(crate) fn is_transient(err: &bollard::errors::Error) -> bool {
+/// Whether a failure can heal: connection trouble can; an answer by its
+/// status and, for a 500, its message ([`classify`]).
+pub(crate) fn heals(err: &bollard::errors::Error) -> Heals {
     use bollard::errors::Error as B;
     match err {
-        B::DockerResponseServerError { status_code, .. } => *status_code >= 500,
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => classify::answer(*status_code, message),
         B::HyperResponseError { .. }
         | B::HyperLegacyError { .. }
         | B::HttpClientError { .. }
         | B::IOError { .. }
-        | B::RequestTimeoutError => true,
-        _ => false,
+        | B::RequestTimeoutError => Heals::Yes,
+        _ => Heals::Never,
     }
+}
+
+/// Whether a failure may heal at all.
+pub(crate) fn is_transient(err: &bollard::errors::Error) -> bool {
+    heals(err) != Heals::Never
 }
 
 /// Whether a failure says the daemon itself is in trouble, which is what
@@ -113,6 +123,7 @@ where
     let started = Instant::now();
     let mut delays = schedule(&cfg);
     let mut tries = 0u32;
+    let mut unknown = 0u32;
     let mut last: Option<Failure> = None;
     STATS.calls.fetch_add(1, Ordering::Relaxed);
     loop {
@@ -133,25 +144,31 @@ where
         } else {
             limit
         };
-        let failure = match tokio::time::timeout(limit, attempt()).await {
+        let (failure, may_retry) = match tokio::time::timeout(limit, attempt()).await {
             Ok(Ok(value)) => {
                 permit.record(true, &cfg);
                 return Ok(value);
             }
-            Ok(Err(e)) if !is_transient(&e) => {
-                // The daemon answered: it is alive, whatever it said.
-                permit.record(true, &cfg);
-                return Err(from_client(policy.op, target, e));
-            }
-            Ok(Err(e)) => Failure::Client(e),
+            Ok(Err(e)) => match heals(&e) {
+                Heals::Never => {
+                    // The daemon answered: it is alive, whatever it said.
+                    permit.record(true, &cfg);
+                    return Err(from_client(policy.op, target, e));
+                }
+                Heals::Unknown => {
+                    unknown += 1;
+                    (Failure::Client(e), unknown <= UNKNOWN_RETRIES)
+                }
+                Heals::Yes => (Failure::Client(e), true),
+            },
             Err(_) => {
                 STATS.timeouts.fetch_add(1, Ordering::Relaxed);
-                Failure::TimedOut(limit)
+                (Failure::TimedOut(limit), true)
             }
         };
         STATS.transient_failures.fetch_add(1, Ordering::Relaxed);
         permit.record(!failure.trips_breaker(), &cfg);
-        let next = if policy.retried {
+        let next = if policy.retried && may_retry {
             delays
                 .next()
                 .filter(|d| started.elapsed() + *d <= cfg.give_up_after)
@@ -253,6 +270,7 @@ mod tests {
             message: String::new(),
         };
         assert!(is_transient(&status(500)));
+        assert_eq!(heals(&status(500)), Heals::Unknown);
         assert!(is_transient(&status(503)));
         assert!(!is_transient(&status(404)));
         assert!(!is_transient(&status(409)));

@@ -13,6 +13,7 @@
 
 mod breaker;
 mod call;
+mod classify;
 mod client;
 pub(crate) mod containers;
 pub(crate) mod exec;

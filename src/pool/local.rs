@@ -30,7 +30,7 @@ struct State {
     /// Every member: idle, in use, being started, being reset.
     total: usize,
     in_use: usize,
-    waiters: VecDeque<tokio::sync::oneshot::Sender<TestContainer>>,
+    waiters: VecDeque<tokio::sync::oneshot::Sender<Result<TestContainer>>>,
     prewarmed: bool,
     closed: bool,
 }
@@ -38,7 +38,7 @@ struct State {
 enum Next {
     Take(TestContainer),
     Start,
-    Wait(tokio::sync::oneshot::Receiver<TestContainer>),
+    Wait(tokio::sync::oneshot::Receiver<Result<TestContainer>>),
 }
 
 impl Local {
@@ -146,12 +146,31 @@ impl Local {
                 }
                 Err(e) => {
                     tracing::debug!(pool = %this.common.name, error = %e, "dockfix: a pool member failed to start");
-                    this.lock().total -= 1;
+                    Local::start_failed(&this, e);
                 }
             }
         });
         if spawned.is_err() {
             pool.lock().total -= 1;
+        }
+    }
+
+    /// A member started for the pool failed: its slot is free again, and
+    /// the first acquirer still waiting gets the error now, rather than
+    /// waiting out its timeout for a member that will not come.
+    fn start_failed(this: &Arc<Local>, error: Error) {
+        let mut state = this.lock();
+        state.total -= 1;
+        let mut error = error;
+        while let Some(waiter) = state.waiters.pop_front() {
+            match waiter.send(Err(error)) {
+                Ok(()) => return,
+                // That one gave up meanwhile: the next.
+                Err(back) => match back {
+                    Err(back) => error = back,
+                    Ok(_) => return,
+                },
+            }
         }
     }
 
@@ -192,8 +211,8 @@ impl Local {
                 Next::Wait(mut rx) => {
                     this.common.counters.waits.fetch_add(1, Ordering::Relaxed);
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, &mut rx).await {
-                        Ok(Ok(c)) => c,
+                    let handed = match tokio::time::timeout(remaining, &mut rx).await {
+                        Ok(Ok(handed)) => handed,
                         Ok(Err(_)) => {
                             return Err(Error::PoolClosed {
                                 pool: this.common.name.clone(),
@@ -204,11 +223,16 @@ impl Local {
                             // still taken, not lost.
                             rx.close();
                             match rx.try_recv() {
-                                Ok(c) => c,
-                                Err(_) => return Err(this.common.timed_out()),
+                                Ok(handed) => handed,
+                                Err(_) => {
+                                    let in_use = this.lock().in_use;
+                                    return Err(this.common.timed_out(in_use));
+                                }
                             }
                         }
-                    }
+                    };
+                    // A member started for us failed: its error, at once.
+                    handed?
                 }
             };
             // A container that died while idle is never handed out.
@@ -266,9 +290,12 @@ impl Local {
             return;
         }
         while let Some(waiter) = state.waiters.pop_front() {
-            match waiter.send(container) {
+            match waiter.send(Ok(container)) {
                 Ok(()) => return,
-                Err(back) => container = back,
+                Err(back) => match back {
+                    Ok(back) => container = back,
+                    Err(_) => return,
+                },
             }
         }
         state.idle.push_back(container);

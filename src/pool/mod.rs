@@ -243,11 +243,13 @@ impl Common {
         matches!(self.reset, Reset::Exec(_) | Reset::With(_))
     }
 
-    /// The pool timed out: every member stayed in use.
-    pub(crate) fn timed_out(&self) -> Error {
+    /// No member came within the acquire timeout, while `in_use` were
+    /// held.
+    pub(crate) fn timed_out(&self, in_use: usize) -> Error {
         Error::PoolTimeout {
             pool: self.name.clone(),
             max_size: self.max_size,
+            in_use,
             waited: self.acquire_timeout,
         }
     }

@@ -263,7 +263,7 @@ impl Shared {
                 }
             }
             if std::time::Instant::now() >= deadline {
-                return Err(pool.timed_out());
+                return Err(pool.timed_out(slots.leases.len()));
             }
             waited = true;
             tokio::time::sleep(poll_delay(attempt)).await;

@@ -132,6 +132,8 @@ struct Faults {
     refuse: u64,
     fail: u64,
     fail_status: u16,
+    /// What the next failures say; `injected <status>` when empty.
+    fail_message: String,
     delay: Duration,
     swallow_create: bool,
     /// Standing failures: (method, path fragment, status).
@@ -148,7 +150,8 @@ enum Command {
 
 /// What to do with a request once it has been read.
 enum Action {
-    Fail(u16),
+    /// Answer with this status and message.
+    Fail(u16, String),
     Swallow,
     Forward,
 }
@@ -228,9 +231,24 @@ impl FaultProxy {
             (200..=599).contains(&status),
             "fail_next: {status} is not a final HTTP status"
         );
+        self.fail_next_saying(n, status, "");
+    }
+
+    /// Like [`fail_next`](Self::fail_next), with `message` as the body's
+    /// `message` (Docker's own words, to see how they are classified).
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not between 200 and 599.
+    pub fn fail_next_saying(&self, n: u64, status: u16, message: &str) {
+        assert!(
+            (200..=599).contains(&status),
+            "fail_next: {status} is not a final HTTP status"
+        );
         let mut faults = self.inner.shared.faults();
         faults.fail = n;
         faults.fail_status = status;
+        faults.fail_message = message.to_owned();
     }
 
     /// Answers every request whose method is `method` and whose path
@@ -404,10 +422,10 @@ impl Shared {
             request.method == *method && request.path.contains(path.as_str())
         });
         if let Some((_, _, status)) = matched {
-            Action::Fail(*status)
+            Action::Fail(*status, String::new())
         } else if faults.fail > 0 {
             faults.fail -= 1;
-            Action::Fail(faults.fail_status)
+            Action::Fail(faults.fail_status, faults.fail_message.clone())
         } else if faults.swallow_create && request.is_create() {
             faults.swallow_create = false;
             Action::Swallow
@@ -514,9 +532,14 @@ async fn serve(mut client: UnixStream, shared: Arc<Shared>) {
     }
 
     match shared.decide(&request) {
-        Action::Fail(status) => {
+        Action::Fail(status, message) => {
             shared.hold_response().await;
-            let body = format!(r#"{{"message":"injected {status}"}}"#);
+            let message = if message.is_empty() {
+                format!("injected {status}")
+            } else {
+                message
+            };
+            let body = serde_json::json!({ "message": message }).to_string();
             answer(client, status, &body).await;
         }
         Action::Swallow => forward(client, &head, &body_start, &request, &shared, true).await,
