@@ -25,11 +25,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A value given to a builder was refused before any Docker call.
-    #[error("invalid {field} `{value}`: {reason}")]
+    #[error("invalid {field} `{}`: {reason}", printable(.value))]
     InvalidSpec {
         /// The builder field, e.g. `bind`, `memory`, `env`.
         field: &'static str,
-        /// The offending value, as given.
+        /// The offending value, as given (its Display shows control
+        /// characters such as NUL escaped, `\0`).
         value: String,
         /// Why it was refused.
         reason: String,
@@ -308,6 +309,19 @@ pub(crate) fn warn(args: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "dockfix: {args}");
 }
 
+/// `value` with control characters escaped (`\0`, `\n`), so that what was
+/// refused can be read.
+fn printable(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\0' => "\\0".to_owned(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// The last `n` lines of `text`.
 pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -335,6 +349,12 @@ pub(crate) fn command_line(cmd: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_value_shows_its_control_characters_escaped() {
+        let err = Error::invalid("cmd", "sleep\0 5\n", "no");
+        assert_eq!(err.to_string(), "invalid cmd `sleep\\0 5\\n`: no");
+    }
 
     #[test]
     fn debug_reads_like_display_with_its_causes() {

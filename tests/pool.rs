@@ -128,6 +128,7 @@ async fn a_member_that_cannot_start_fails_acquire_at_once_with_its_own_error() -
         let started = Instant::now();
         let err = pool.acquire().await.unwrap_err();
         let took = started.elapsed();
+        println!("attempt {attempt}: acquire failed in {took:?}");
         // Not the 60 s acquire timeout: the member's own failure, with the
         // container's words.
         assert!(

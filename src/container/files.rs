@@ -7,6 +7,7 @@ use super::TestContainer;
 use crate::archive;
 use crate::docker::{self, containers};
 use crate::error::{Error, Result};
+use crate::spec::container_path;
 
 fn copy_error(
     container: &str,
@@ -51,24 +52,30 @@ impl TestContainer {
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidSpec`] if `container_dir` is not an absolute path;
     /// [`Error::Copy`] if `host` cannot be read; [`Error::Docker`] if the
     /// daemon refuses (404: `container_dir` does not exist).
     pub async fn copy_in(&self, host: impl AsRef<Path>, container_dir: &str) -> Result<()> {
         let (id, name) = (self.id().to_owned(), self.name().to_owned());
-        let (host, dir) = (host.as_ref().to_owned(), container_dir.to_owned());
+        let dir = container_path(container_dir)
+            .map_err(|reason| Error::invalid("copy_in", container_dir, reason))?;
+        let host = host.as_ref().to_owned();
         docker::run(async move { upload(&id, &name, &host, &dir).await }).await
     }
 
-    /// Copies `container_path` (a file or a directory) into the existing
+    /// Copies the absolute `path` (a file or a directory) into the existing
     /// host directory `host_dir`, under its own name, keeping modes.
     ///
     /// # Errors
     ///
+    /// [`Error::InvalidSpec`] if `path` is not an absolute path;
     /// [`Error::Docker`] if the daemon refuses (404: no such path);
     /// [`Error::Copy`] if the files cannot be written.
-    pub async fn copy_out(&self, container_path: &str, host_dir: impl AsRef<Path>) -> Result<()> {
+    pub async fn copy_out(&self, path: &str, host_dir: impl AsRef<Path>) -> Result<()> {
         let (id, name) = (self.id().to_owned(), self.name().to_owned());
-        let (path, dir) = (container_path.to_owned(), host_dir.as_ref().to_owned());
+        let path =
+            container_path(path).map_err(|reason| Error::invalid("copy_out", path, reason))?;
+        let dir = host_dir.as_ref().to_owned();
         docker::run(async move { download(&id, &name, &path, &dir).await }).await
     }
 }

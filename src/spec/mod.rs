@@ -13,6 +13,7 @@ use crate::docker::HealthConfig;
 use crate::error::Result;
 use crate::labels;
 
+mod checks;
 mod image_ref;
 mod mounts;
 mod network;
@@ -21,6 +22,7 @@ mod render;
 mod units;
 mod wait;
 
+pub(crate) use checks::{container_path, no_nul, no_nul_words};
 pub(crate) use image_ref::{registry_of, split_reference};
 pub use mounts::BindMount;
 pub(crate) use network::is_alias;
@@ -198,7 +200,11 @@ impl ContainerSpec {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.cmd = Some(cmd.into_iter().map(Into::into).collect());
+        let cmd: Vec<String> = cmd.into_iter().map(Into::into).collect();
+        if let Err(reason) = no_nul_words(&cmd) {
+            return self.refuse("cmd", format!("{cmd:?}"), reason);
+        }
+        self.cmd = Some(cmd);
         self
     }
 
@@ -208,7 +214,11 @@ impl ContainerSpec {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.entrypoint = Some(entrypoint.into_iter().map(Into::into).collect());
+        let entrypoint: Vec<String> = entrypoint.into_iter().map(Into::into).collect();
+        if let Err(reason) = no_nul_words(&entrypoint) {
+            return self.refuse("entrypoint", format!("{entrypoint:?}"), reason);
+        }
+        self.entrypoint = Some(entrypoint);
         self
     }
 
@@ -236,24 +246,30 @@ impl ContainerSpec {
         vars.into_iter().fold(self, |s, (k, v)| s.env(k, v))
     }
 
-    /// The working directory of the main process (absolute).
+    /// The working directory of the main process: an absolute path,
+    /// cleaned (`/a/./b/` is `/a/b`). Docker creates it when the image
+    /// lacks it.
     pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
         let dir = dir.into();
-        if !dir.starts_with('/') {
-            return self.refuse("working_dir", dir, "must be an absolute path");
+        match container_path(&dir) {
+            Ok(clean) => {
+                self.working_dir = Some(clean);
+                self
+            }
+            Err(reason) => self.refuse("working_dir", dir, reason),
         }
-        self.working_dir = Some(dir);
-        self
     }
 
     /// The user (`name`, `uid` or `uid:gid`) the main process runs as.
     pub fn user(mut self, user: impl Into<String>) -> Self {
         let user = user.into();
-        if user.is_empty() || user.chars().any(char::is_whitespace) {
-            return self.refuse("user", user, "must be a non-empty name, uid or uid:gid");
+        match check_user(&user) {
+            Ok(()) => {
+                self.user = Some(user);
+                self
+            }
+            Err(reason) => self.refuse("user", user, reason),
         }
-        self.user = Some(user);
-        self
     }
 
     /// Adds a label. Keys in the `dockfix.` namespace are refused: those are
@@ -262,6 +278,9 @@ impl ContainerSpec {
         let (key, value) = (key.into(), value.into());
         if let Err(reason) = labels::check_user_key(&key) {
             return self.refuse("label", key, reason);
+        }
+        if let Err(reason) = no_nul(&value) {
+            return self.refuse("label", format!("{key}={value}"), reason);
         }
         self.labels.insert(key, value);
         self
@@ -329,6 +348,9 @@ impl ContainerSpec {
         let cmd: Vec<String> = cmd.into_iter().map(Into::into).collect();
         if cmd.is_empty() {
             return self.refuse("healthcheck", "", "the command is empty");
+        }
+        if let Err(reason) = no_nul_words(&cmd) {
+            return self.refuse("healthcheck", format!("{cmd:?}"), reason);
         }
         if interval < Duration::from_millis(1) {
             return self.refuse(
@@ -424,6 +446,17 @@ impl ContainerSpec {
         let suffix: u32 = rand::rng().random();
         format!("{}-{suffix:08x}", self.name_prefix)
     }
+}
+
+/// A user as Docker reads it: `name`, `uid`, `name:group` or `uid:gid`,
+/// one `:` at most, no whitespace or NUL.
+pub(crate) fn check_user(user: &str) -> std::result::Result<(), &'static str> {
+    const BAD: &str = "must be a name, uid, name:group or uid:gid, without whitespace";
+    no_nul(user)?;
+    let mut parts = user.split(':');
+    let ok = parts.clone().count() <= 2
+        && parts.all(|p| !p.is_empty() && !p.chars().any(|c| c.is_whitespace() || c.is_control()));
+    ok.then_some(()).ok_or(BAD)
 }
 
 /// `KEY=value`, refusing keys Docker would mangle.

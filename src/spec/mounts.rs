@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use super::ContainerSpec;
+use super::checks::{
+    DOCKER_FILES, container_path, hands_over_the_host, mount_point, no_nul, tmpfs_options,
+    warn_once,
+};
 use crate::error::{Error, Result};
 
 /// A validated bind mount: a host path mounted at a container path.
@@ -68,17 +72,16 @@ impl BindMount {
         if host.is_empty() {
             return Err("the host path is empty".into());
         }
+        no_nul(host).map_err(|reason| format!("host path {reason}"))?;
         if host.contains(':') {
             return Err(format!(
                 "host path `{host}` contains `:`, which Docker's bind syntax cannot carry"
             ));
         }
-        if !container.starts_with('/') {
-            return Err(format!("container path `{container}` must be absolute"));
-        }
         if container.contains(':') {
             return Err(format!("container path `{container}` contains `:`"));
         }
+        let container = mount_point(container)?;
         let mut mode = None;
         let mut label = None;
         let mut propagation = None;
@@ -100,7 +103,7 @@ impl BindMount {
         }
         Ok(BindMount {
             host: PathBuf::from(host),
-            container: container.to_owned(),
+            container,
             options,
         })
     }
@@ -153,6 +156,9 @@ impl BindMount {
                 host,
                 "resolved host path contains `:`",
             ));
+        }
+        if let Some(danger) = hands_over_the_host(host, self.is_read_only()) {
+            warn_once(host, danger);
         }
         let mut s = format!("{host}:{}", self.container);
         if !self.options.is_empty() {
@@ -213,18 +219,30 @@ impl ContainerSpec {
         self
     }
 
-    /// Mounts a tmpfs at the absolute `path` with Docker's tmpfs `options`
-    /// (e.g. `"size=64m,mode=1777"`, or `""`).
+    /// Mounts a tmpfs at the absolute `path` (not `/`) with Docker's tmpfs
+    /// `options`: mount flags such as `noexec`, and the settings `size`
+    /// (`64m`, `50%`), `mode` (octal), `uid`, `gid`, `nr_inodes`,
+    /// `nr_blocks` and `mpol`; e.g. `"size=64m,mode=1777"`, or `""`.
     pub fn tmpfs(mut self, path: impl Into<String>, options: impl Into<String>) -> Self {
-        let path = path.into();
-        if !path.starts_with('/') || path.contains(':') {
-            return self.refuse(
-                "tmpfs",
-                path,
-                "must be an absolute container path without `:`",
-            );
+        let (path, options) = (path.into(), options.into());
+        let clean = match mount_point(&path) {
+            Ok(clean) if clean.contains(':') => {
+                return self.refuse("tmpfs", path, "the container path contains `:`");
+            }
+            Ok(clean) if DOCKER_FILES.contains(&clean.as_str()) => {
+                return self.refuse(
+                    "tmpfs",
+                    path,
+                    "Docker mounts a file of its own there, and a tmpfs cannot cover a file",
+                );
+            }
+            Ok(clean) => clean,
+            Err(reason) => return self.refuse("tmpfs", path, reason),
+        };
+        if let Err(reason) = tmpfs_options(&options) {
+            return self.refuse("tmpfs", format!("{path} {options}"), reason);
         }
-        self.tmpfs.insert(path, options.into());
+        self.tmpfs.insert(clean, options);
         self
     }
 
@@ -242,9 +260,10 @@ impl ContainerSpec {
                 "the host path does not exist",
             );
         }
-        if !dir.starts_with('/') {
-            return self.refuse("copy_in", dir, "the container directory must be absolute");
-        }
+        let dir = match container_path(&dir) {
+            Ok(clean) => clean,
+            Err(reason) => return self.refuse("copy_in", dir, reason),
+        };
         self.copies.push((host, dir));
         self
     }

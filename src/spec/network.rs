@@ -60,7 +60,7 @@ impl ContainerSpec {
     /// network.
     pub fn network_mode(mut self, mode: impl Into<String>) -> Self {
         let mode = mode.into();
-        if mode.is_empty() || mode.chars().any(char::is_whitespace) {
+        if mode.is_empty() || mode.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return self.refuse(
                 "network_mode",
                 mode,
@@ -79,6 +79,9 @@ impl ContainerSpec {
     {
         let name = name.into();
         let aliases: Vec<String> = aliases.into_iter().map(Into::into).collect();
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return self.refuse("network", name, "must be a non-empty network name");
+        }
         if let Some(bad) = aliases.iter().find(|a| !is_alias(a)) {
             let bad = bad.clone();
             return self.refuse(

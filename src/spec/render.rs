@@ -29,6 +29,21 @@ impl ContainerSpec {
             .iter()
             .map(|b| b.to_bind(self.check_host_paths))
             .collect::<Result<Vec<_>>>()?;
+        let mut mount_points: Vec<&str> = self
+            .binds
+            .iter()
+            .map(|b| b.container_path())
+            .chain(self.tmpfs.keys().map(String::as_str))
+            .collect();
+        mount_points.sort_unstable();
+        if let Some(twice) = mount_points.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::invalid(
+                "bind",
+                twice[0],
+                "two mounts share this container path (Docker refuses a duplicate mount point)",
+            ));
+        }
+        self.check_inside_read_only_binds(&binds)?;
         let mode = self.network_mode.as_deref();
         if !self.exposed.is_empty() && matches!(mode, Some("none" | "host")) {
             return Err(Error::invalid(
@@ -115,6 +130,53 @@ impl ContainerSpec {
                 }),
             ..Default::default()
         })
+    }
+}
+
+impl ContainerSpec {
+    /// The runtime makes each mount point, and the working directory, that
+    /// is missing; inside a read-only bind it cannot, and the start fails.
+    /// Where host paths are checked, a path whose closest enclosing mount
+    /// is a read-only bind must exist in the bind's host directory.
+    fn check_inside_read_only_binds(&self, binds: &[String]) -> Result<()> {
+        if !self.check_host_paths {
+            return Ok(());
+        }
+        // (field, container path, host path when a read-only bind)
+        let mounts: Vec<(&str, &str, Option<&str>)> = self
+            .binds
+            .iter()
+            .zip(binds)
+            .map(|(b, rendered)| {
+                let host = rendered.split(':').next().unwrap_or_default();
+                ("bind", b.container_path(), b.is_read_only().then_some(host))
+            })
+            .chain(self.tmpfs.keys().map(|p| ("tmpfs", p.as_str(), None)))
+            .collect();
+        let paths = mounts
+            .iter()
+            .map(|(field, p, _)| (*field, *p))
+            .chain(self.working_dir.as_deref().map(|d| ("working_dir", d)));
+        for (field, path) in paths {
+            let enclosing = mounts
+                .iter()
+                .filter_map(|(_, m, host)| {
+                    Some((*m, path.strip_prefix(m)?.strip_prefix('/')?, host))
+                })
+                .max_by_key(|(m, _, _)| m.len());
+            if let Some((at, rest, Some(host))) = enclosing {
+                if !std::path::Path::new(host).join(rest).exists() {
+                    return Err(Error::invalid(
+                        field,
+                        path,
+                        format!(
+                            "it lies inside the read-only bind of {host} at {at}, which has no `{rest}`: the runtime cannot create it there"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
