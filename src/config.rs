@@ -277,6 +277,11 @@ pub(crate) struct Env {
     pub(crate) remove_deadline: Duration,
     /// `DOCKFIX_EXIT_TIMEOUT`: how long the exit hook waits for removals.
     pub(crate) exit_timeout: Duration,
+    /// `DOCKFIX_LOGS_ON_PANIC`: how many log lines a guard dropped by a
+    /// panicking test prints (0: none).
+    pub(crate) logs_on_panic: usize,
+    /// `DOCKFIX_ARTIFACTS`: where a failed test's containers are written.
+    pub(crate) artifacts: Option<std::path::PathBuf>,
 }
 
 static ENV: LazyLock<Env> = LazyLock::new(|| Env {
@@ -288,6 +293,8 @@ static ENV: LazyLock<Env> = LazyLock::new(|| Env {
     sweep_on_start: flag("DOCKFIX_SWEEP_ON_START").unwrap_or(true),
     remove_deadline: seconds("DOCKFIX_REMOVE_DEADLINE").unwrap_or(Duration::from_secs(60)),
     exit_timeout: seconds("DOCKFIX_EXIT_TIMEOUT").unwrap_or(Duration::from_secs(30)),
+    logs_on_panic: number("DOCKFIX_LOGS_ON_PANIC").unwrap_or(50),
+    artifacts: var("DOCKFIX_ARTIFACTS").map(std::path::PathBuf::from),
 });
 
 /// The environment's settings.

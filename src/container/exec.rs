@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use super::TestContainer;
 use crate::docker::{self, Frame, exec};
 use crate::error::{Error, Result, command_line, tail};
-use crate::spec::env_entry;
+use crate::spec::{check_user, container_path, env_entry, no_nul_words};
 
 /// How many lines of stderr an [`Error::ExecFailed`] carries.
 const STDERR_TAIL: usize = 20;
@@ -80,9 +80,13 @@ impl ExecRequest {
         S: Into<String>,
     {
         let cmd: Vec<String> = cmd.into_iter().map(Into::into).collect();
-        let invalid = cmd
-            .is_empty()
-            .then(|| Error::invalid("exec", "", "the command is empty"));
+        let invalid = if cmd.is_empty() {
+            Some(Error::invalid("exec", "", "the command is empty"))
+        } else {
+            no_nul_words(&cmd)
+                .err()
+                .map(|reason| Error::invalid("exec", format!("{cmd:?}"), reason))
+        };
         ExecRequest {
             cmd,
             timeout: None,
@@ -152,15 +156,31 @@ impl Exec<'_> {
         self
     }
 
-    /// The working directory of the command.
+    /// The working directory of the command: an absolute path, cleaned.
     pub fn working_dir(mut self, dir: impl Into<String>) -> Self {
-        self.req.working_dir = Some(dir.into());
+        let dir = dir.into();
+        match container_path(&dir) {
+            Ok(clean) => self.req.working_dir = Some(clean),
+            Err(reason) => {
+                self.req
+                    .invalid
+                    .get_or_insert(Error::invalid("working_dir", dir, reason));
+            }
+        }
         self
     }
 
     /// The user (`name`, `uid` or `uid:gid`) the command runs as.
     pub fn user(mut self, user: impl Into<String>) -> Self {
-        self.req.user = Some(user.into());
+        let user = user.into();
+        match check_user(&user) {
+            Ok(()) => self.req.user = Some(user),
+            Err(reason) => {
+                self.req
+                    .invalid
+                    .get_or_insert(Error::invalid("user", user, reason));
+            }
+        }
         self
     }
 
@@ -181,7 +201,12 @@ impl Exec<'_> {
         if let Some(err) = self.req.invalid {
             return Err(err);
         }
-        run(self.container.id(), self.container.name(), self.req).await
+        let (command, started) = (command_line(&self.req.cmd), Instant::now());
+        let result = run(self.container.id(), self.container.name(), self.req).await;
+        self.container
+            .transcript()
+            .record(command, started.elapsed(), &result);
+        result
     }
 }
 
@@ -192,11 +217,15 @@ impl<'a> IntoFuture for Exec<'a> {
     fn into_future(self) -> Self::IntoFuture {
         let id = self.container.id().to_owned();
         let name = self.container.name().to_owned();
+        let transcript = self.container.transcript().clone();
         Box::pin(async move {
             if let Some(err) = self.req.invalid {
                 return Err(err);
             }
-            docker::run(async move { run(&id, &name, self.req).await }).await
+            let (command, started) = (command_line(&self.req.cmd), Instant::now());
+            let result = docker::run(async move { run(&id, &name, self.req).await }).await;
+            transcript.record(command, started.elapsed(), &result);
+            result
         })
     }
 }

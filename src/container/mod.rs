@@ -15,12 +15,14 @@ mod anchor;
 mod create;
 mod exec;
 mod files;
+mod forensics;
 mod logs;
 mod ready;
 mod start;
 mod stats;
 
 pub use exec::{Exec, ExecOutput};
+pub(crate) use forensics::Transcript;
 pub use logs::{LogLine, LogSource, LogStream, Logs};
 pub(crate) use start::published_ports;
 pub use stats::ContainerStats;
@@ -88,6 +90,8 @@ pub struct TestContainer {
     /// `Some` while Drop should remove the container; the flag says whether
     /// Drop waits for it.
     removal: Option<DropMode>,
+    /// The execs run in it, for the forensics of a failed test.
+    transcript: Transcript,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -232,6 +236,7 @@ impl TestContainer {
             image,
             ports: HashMap::new(),
             removal: Some(DropMode { wait: wait_on_drop }),
+            transcript: Transcript::default(),
         }
     }
 
@@ -249,7 +254,27 @@ impl TestContainer {
             image,
             ports,
             removal: None,
+            transcript: Transcript::default(),
         }
+    }
+
+    /// The execs run in it so far.
+    pub(crate) fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
+    /// Reports this container for a failed test: see [`forensics`].
+    pub(crate) fn report(&self, why: &str, print: bool) {
+        forensics::report(
+            &forensics::Subject {
+                id: &self.id,
+                name: &self.name,
+                image: &self.image,
+                transcript: &self.transcript,
+            },
+            why,
+            print,
+        );
     }
 
     /// Removes a container whose start failed, now, before the error is
@@ -269,6 +294,9 @@ impl Drop for TestContainer {
         let Some(mode) = self.removal.take() else {
             return;
         };
+        if std::thread::panicking() {
+            self.report("the test panicked holding", true);
+        }
         if config::env().keep {
             cleanup::unregister_live(&self.id);
             warn(format_args!(

@@ -265,10 +265,12 @@ impl Common {
             self.counters.waits.fetch_add(1, Ordering::Relaxed);
         }
         self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+        container.transcript().clear();
         PooledContainer {
             container: Some(container),
             home,
             tainted: false,
+            discarded: false,
         }
     }
 }
@@ -410,6 +412,9 @@ pub struct PooledContainer {
     container: Option<TestContainer>,
     home: Home,
     tainted: bool,
+    /// Given up by [`discard`](PooledContainer::discard): replaced like a
+    /// tainted member, without forensics.
+    discarded: bool,
 }
 
 /// Where a held container goes back to.
@@ -435,7 +440,8 @@ impl std::ops::Deref for PooledContainer {
 
 impl PooledContainer {
     /// Marks the container as unfit for another holder: it is destroyed
-    /// and replaced when this holder drops it.
+    /// and replaced when this holder drops it. With `DOCKFIX_ARTIFACTS`
+    /// set, its log, inspect and execs are written there first.
     pub fn taint(&mut self) {
         self.tainted = true;
     }
@@ -443,6 +449,7 @@ impl PooledContainer {
     /// Gives the container up for good: destroyed and replaced now.
     pub fn discard(mut self) {
         self.tainted = true;
+        self.discarded = true;
     }
 }
 
@@ -451,6 +458,14 @@ impl Drop for PooledContainer {
         let Some(container) = self.container.take() else {
             return;
         };
+        // A holder that panicked may have left the member half-changed:
+        // it is replaced, after its forensics are taken.
+        if std::thread::panicking() {
+            container.report("the test panicked holding pool member", true);
+            self.tainted = true;
+        } else if self.tainted && !self.discarded {
+            container.report("the holder tainted pool member", false);
+        }
         let tainted = self.tainted;
         match &self.home {
             Home::Local(pool) => match pool.upgrade() {

@@ -194,17 +194,19 @@ fn tests_run(line: &str) -> Option<usize> {
 }
 
 fn child_command(name: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = captured_child_command(name, env);
+    command.arg("--nocapture");
+    command
+}
+
+/// Like [`child_command`], with libtest capturing the test's output, as
+/// `cargo test` does: what a failed test printed then follows its
+/// `---- <name> stdout ----` line.
+fn captured_child_command(name: &str, env: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("cannot find the test binary");
     let mut command = Command::new(exe);
     command
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ])
+        .args(["--exact", name, "--ignored", "--test-threads=1", "--quiet"])
         .env(CHILD_ENV, "1")
         .envs(env.iter().copied());
     command
@@ -226,7 +228,17 @@ fn child_command(name: &str, env: &[(&str, &str)]) -> Command {
 /// which names the child by its function, so a misspelling does not
 /// compile either.
 pub fn try_run_child(name: &str, env: &[(&str, &str)]) -> Result<ChildRun, String> {
-    let out = child_command(name, env)
+    run_command(child_command(name, env), name)
+}
+
+/// Runs child test `name` with its output captured by libtest, as under
+/// `cargo test`; see [`run_child_captured!`].
+pub fn run_child_captured_named(name: &str, env: &[(&str, &str)]) -> ChildRun {
+    run_command(captured_child_command(name, env), name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run_command(mut command: Command, name: &str) -> Result<ChildRun, String> {
+    let out = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run test {name} in a child process: {e}"));
     let run = ChildRun {
@@ -269,6 +281,19 @@ macro_rules! run_child {
     }};
 }
 pub(crate) use run_child;
+
+/// `run_child_captured!(child_fn, &[..])`: like [`run_child!`], but libtest
+/// captures the child test's output, as `cargo test` does by default.
+macro_rules! run_child_captured {
+    ($child:ident, $env:expr $(,)?) => {{
+        let _ = $child;
+        $crate::support::run_child_captured_named(
+            &$crate::support::test_name(module_path!(), stringify!($child)),
+            $env,
+        )
+    }};
+}
+pub(crate) use run_child_captured;
 
 /// `spawn_child!(child_fn, &[..])` starts the test function `child_fn` in a
 /// child process like [`run_child!`], without waiting; its stdout is piped
