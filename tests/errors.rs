@@ -106,3 +106,45 @@ async fn mistakes_docker_answers_with_500_fail_at_once_with_its_words() {
         );
     }
 }
+
+/// A test that returns `dockfix::Result<()>` shows its error's `Debug`
+/// form: it must read like `Display`, with the container's log lines on
+/// lines of their own, not one line of escaped `\n`.
+#[test]
+fn a_test_returning_the_error_prints_it_readably() {
+    let child = support::run_child!(returns_not_ready_child);
+    assert!(!child.status.success(), "{child}");
+    let printed = &child.stderr;
+    assert!(printed.contains("Error: container"), "{child}");
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.trim_end().ends_with("first words"))
+            && printed
+                .lines()
+                .any(|l| l.trim_end().ends_with("last words")),
+        "the log lines are not on lines of their own\n{child}"
+    );
+    assert!(!printed.contains("\\n"), "escaped newlines\n{child}");
+    assert!(
+        !printed.contains("NotReady {"),
+        "the struct's Debug\n{child}"
+    );
+}
+
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn returns_not_ready_child() -> dockfix::Result<()> {
+    if !support::is_child() {
+        return Ok(());
+    }
+    support::block_on(async {
+        ContainerSpec::new(IMAGE)
+            .network_mode("none")
+            .cmd(["sh", "-c", "echo first words; echo last words >&2; exit 1"])
+            .wait_for(dockfix::WaitFor::log_line("never said"))
+            .start()
+            .await
+            .map(drop)
+    })
+}
