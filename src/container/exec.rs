@@ -135,6 +135,15 @@ impl Exec<'_> {
     /// exec is awaited to its exit code (creating and starting the exec
     /// included): the process and its children are killed and the exec
     /// returns [`Error::ExecTimedOut`].
+    ///
+    /// The command gets `DOCKFIX_EXEC=<random>` in its environment, which
+    /// its children inherit. As root on the daemon's machine the kill
+    /// signals the host pids; where they are out of reach (a non-root user
+    /// in the `docker` group, a remote daemon) an exec as root inside the
+    /// container kills every process that carries the marker, which needs
+    /// `sh`, `grep` and `kill` in the image. The kill takes at most about
+    /// 1.5 s past the limit; when nothing could be signalled the error says
+    /// so at once (`killed: false`).
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.req.timeout = Some(limit);
         self
@@ -236,6 +245,12 @@ impl<'a> IntoFuture for Exec<'a> {
 async fn run(id: &str, name: &str, req: ExecRequest) -> Result<ExecOutput> {
     let command = command_line(&req.cmd);
     let (checked, limit) = (req.checked, req.timeout);
+    let mut req = req;
+    // A timed exec carries a marker, by which its processes are found.
+    let marker = limit.map(|_| marker());
+    if let Some(marker) = &marker {
+        req.env.push(marker.clone());
+    }
     // Where the exec got to, for the kill if the time runs out.
     let mut started: Option<String> = None;
     let finish = run_to_exit(id, name, req, &mut started);
@@ -245,9 +260,9 @@ async fn run(id: &str, name: &str, req: ExecRequest) -> Result<ExecOutput> {
             Ok(output) => output?,
             Err(_) => {
                 // Nothing was started: nothing runs.
-                let killed = match &started {
-                    Some(exec_id) => kill_exec(id, exec_id).await,
-                    None => true,
+                let killed = match (&started, &marker) {
+                    (Some(exec_id), Some(marker)) => kill_exec(id, name, exec_id, marker).await,
+                    _ => true,
                 };
                 return Err(Error::ExecTimedOut {
                     container: name.to_owned(),
@@ -345,41 +360,127 @@ async fn exit_code(exec_id: &str, name: &str) -> Result<i64> {
     }
 }
 
-/// Kills a timed-out exec and everything it started. Docker has no API to
-/// stop an exec, so this signals the process directly: the daemon reports
-/// its host pid, which is reachable when the daemon runs on this machine
-/// (checked against the process's cgroup, so a pid from another machine's
-/// namespace is never signalled). Returns whether the process is gone.
-async fn kill_exec(container_id: &str, exec_id: &str) -> bool {
+/// The variable every exec with a timeout carries, with a value of its
+/// own, so that its processes can be found from inside the container.
+const MARKER: &str = "DOCKFIX_EXEC";
+
+/// How long the kill of a timed-out exec may take, past its timeout.
+const KILL_BUDGET: Duration = Duration::from_millis(1500);
+
+/// Finds every process of the container whose environment holds the
+/// marker given as `$1`, and kills it: run as root inside the container.
+/// Exits 0 when it killed something. (Not `grep -F`: busybox's misses a
+/// match in a file of NUL-separated strings; the marker has no pattern
+/// characters.)
+const KILL_SCRIPT: &str = r#"n=0
+for d in /proc/[0-9]*; do
+  if grep -qs -- "$1" "$d/environ" 2>/dev/null; then
+    kill -9 "${d#/proc/}" 2>/dev/null && n=$((n+1))
+  fi
+done
+[ "$n" -gt 0 ]"#;
+
+/// A fresh marker value, `DOCKFIX_EXEC=<random>`.
+fn marker() -> String {
+    use rand::Rng;
+    let token: u128 = rand::rng().random();
+    format!("{MARKER}={token:032x}")
+}
+
+/// Kills a timed-out exec and everything it started; returns whether
+/// nothing of it runs any more. Docker has no call to stop an exec.
+///
+/// From the host first: the daemon reports the exec's host pid, which this
+/// process can signal when the daemon runs here and it may (as root; the
+/// pid's cgroup is checked, so a pid of another machine's namespace is
+/// never signalled). Otherwise (a non-root user in the `docker` group, a
+/// remote daemon) from inside: an exec as root kills every process whose
+/// environment holds the exec's marker, which its children inherit; that
+/// needs `sh`, `grep` and `kill` in the image. Bounded by [`KILL_BUDGET`].
+async fn kill_exec(container_id: &str, name: &str, exec_id: &str, marker: &str) -> bool {
+    let deadline = Instant::now() + KILL_BUDGET;
     let Ok(info) = exec::inspect(exec_id, container_id).await else {
         return false;
     };
     if info.running == Some(false) {
         return true;
     }
-    let Some(pid) = info
+    let host_pid = info
         .pid
         .and_then(|p| i32::try_from(p).ok())
-        .filter(|p| *p > 0)
-    else {
-        return false;
+        .filter(|p| *p > 0);
+    let sent = match host_pid {
+        Some(pid) if kill_from_host(pid, container_id) => true,
+        _ => {
+            let budget = deadline.saturating_duration_since(Instant::now());
+            tokio::time::timeout(budget, kill_from_inside(container_id, name, marker))
+                .await
+                .unwrap_or(false)
+        }
     };
-    let victims = process_tree(pid, container_id);
-    if victims.is_empty() {
-        return false;
+    if !sent {
+        // Nothing could be signalled: say so now, not after a wait.
+        return matches!(
+            exec::inspect(exec_id, container_id).await,
+            Ok(info) if info.running == Some(false)
+        );
     }
-    for pid in &victims {
-        let _ = crate::sys::kill(*pid);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    loop {
         match exec::inspect(exec_id, container_id).await {
             Ok(info) if info.running == Some(false) => return true,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(_) => return false,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => return false,
         }
     }
-    false
+}
+
+/// SIGKILLs `pid` and its descendants from the host; false when `pid` is
+/// not this machine's process of the container, or may not be signalled.
+fn kill_from_host(pid: i32, container_id: &str) -> bool {
+    let victims = process_tree(pid, container_id);
+    let Some((root, children)) = victims.split_first() else {
+        return false;
+    };
+    if crate::sys::kill(*root).is_err() {
+        return false;
+    }
+    for pid in children {
+        let _ = crate::sys::kill(*pid);
+    }
+    true
+}
+
+/// Runs [`KILL_SCRIPT`] as root in the container; true when it killed
+/// something.
+async fn kill_from_inside(container_id: &str, name: &str, marker: &str) -> bool {
+    let cmd = [
+        "sh".to_owned(),
+        "-c".to_owned(),
+        KILL_SCRIPT.to_owned(),
+        "dockfix-kill".to_owned(),
+        marker.to_owned(),
+    ];
+    let command = exec::Command {
+        cmd: &cmd,
+        env: &[],
+        user: Some("0"),
+        working_dir: Some("/"),
+        stdin: false,
+    };
+    let Ok(exec_id) = exec::create(container_id, name, command).await else {
+        return false;
+    };
+    let Ok(docker::Attached { mut output, .. }) = exec::start(&exec_id, name).await else {
+        return false;
+    };
+    while let Some(frame) = output.next().await {
+        if frame.is_err() {
+            return false;
+        }
+    }
+    matches!(exit_code(&exec_id, name).await, Ok(0))
 }
 
 /// `root` and its descendants, if `root` is in the container's cgroup.
