@@ -4,15 +4,11 @@
 //! A new setting goes here: a field of [`Config`] when a program may want
 //! to set it, or of [`Env`] when only the environment sets it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use crate::discover::{self, Found};
 use crate::error::{Error, Result};
-
-/// Where dockfix connects when neither `DOCKER_HOST` nor
-/// [`Config::docker_host`] says otherwise.
-pub(crate) const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 /// Process-wide settings for retries, the per-call timeout, the circuit
 /// breaker and the daemon endpoint.
@@ -188,9 +184,8 @@ impl Config {
     /// already connected to another one.
     pub fn install(self) -> Result<()> {
         if let Some(host) = &self.docker_host {
-            let mut current = ENDPOINT.lock().unwrap_or_else(|p| p.into_inner());
-            let current = current.get_or_insert_with(|| env().docker_host.clone());
-            if CONNECTED.load(Ordering::Acquire) && current != host {
+            let mut named = CONFIG_HOST.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(current) = CONNECTED.get().map(|c| &c.host).filter(|c| *c != host) {
                 return Err(Error::invalid(
                     "docker_host",
                     host.as_str(),
@@ -199,7 +194,7 @@ impl Config {
                     ),
                 ));
             }
-            host.clone_into(current);
+            *named = Some(host.clone());
         }
         *CONFIG.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(self);
         Ok(())
@@ -214,38 +209,60 @@ pub(crate) fn current() -> Arc<Config> {
     CONFIG.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The daemon endpoint: [`Config::docker_host`] once installed, else
-/// `DOCKER_HOST`, else the default socket. Reading it starts nothing.
-static ENDPOINT: Mutex<Option<String>> = Mutex::new(None);
+/// The daemon [`Config::docker_host`] named, once installed.
+static CONFIG_HOST: Mutex<Option<String>> = Mutex::new(None);
 
-/// Set once the Docker layer has connected: from then on the endpoint is
-/// fixed.
-static CONNECTED: AtomicBool = AtomicBool::new(false);
+/// What discovery finds from the environment and the CLI's files, read
+/// once per process.
+static FOUND: LazyLock<Found> = LazyLock::new(|| discover::find(None, &var));
 
-/// The daemon endpoint in force.
-pub(crate) fn endpoint() -> String {
-    ENDPOINT
+/// The endpoint the Docker layer connected to; from then on it is fixed.
+static CONNECTED: OnceLock<discover::Endpoint> = OnceLock::new();
+
+/// Where the daemon is: [`Config::docker_host`] once installed, else what
+/// [`discover`] found. Reading it starts nothing.
+pub(crate) fn found() -> Found {
+    let named = CONFIG_HOST
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| env().docker_host.clone())
-        .clone()
+        .clone();
+    match named {
+        Some(host) => discover::find(Some(&host), &var),
+        None => FOUND.clone(),
+    }
 }
 
-/// The endpoint, fixed for the rest of the process: the Docker layer calls
-/// this as it connects.
-pub(crate) fn connect_to() -> String {
-    CONNECTED.store(true, Ordering::Release);
-    endpoint()
+/// The daemon endpoint in force: the one connected to, else the one that
+/// will be tried first.
+pub(crate) fn endpoint() -> String {
+    match CONNECTED.get() {
+        Some(endpoint) => endpoint.host.clone(),
+        None => found().shown(),
+    }
 }
 
-/// The host of a remote daemon reached over TCP, or `None` when the daemon
-/// is local (a unix socket, or a loopback address).
+/// Records the endpoint the Docker layer connected to.
+pub(crate) fn connected(endpoint: &discover::Endpoint) {
+    let _ = CONNECTED.set(endpoint.clone());
+}
+
+/// The endpoint the Docker layer connected to, once it has.
+pub(crate) fn connection() -> Option<discover::Endpoint> {
+    CONNECTED.get().cloned()
+}
+
+/// The host of a remote daemon reached over TCP or SSH, or `None` when the
+/// daemon is local (a unix socket, or a loopback address).
 pub(crate) fn daemon_host() -> Option<String> {
-    let endpoint = endpoint();
-    let rest = ["tcp://", "http://", "https://"]
+    remote_host_of(&endpoint())
+}
+
+fn remote_host_of(endpoint: &str) -> Option<String> {
+    let rest = ["tcp://", "http://", "https://", "ssh://"]
         .iter()
         .find_map(|p| endpoint.strip_prefix(p))?;
     let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or(v6)
     } else {
@@ -261,8 +278,6 @@ pub(crate) fn daemon_host() -> Option<String> {
 /// The settings only the environment gives, read once per process.
 #[derive(Debug, Clone)]
 pub(crate) struct Env {
-    /// `DOCKER_HOST`, or the default socket.
-    pub(crate) docker_host: String,
     /// `DOCKFIX_KEEP`: dropped guards leave their containers.
     pub(crate) keep: bool,
     /// `DOCKFIX_DROP=wait`: Drop blocks until the removal is done.
@@ -285,7 +300,6 @@ pub(crate) struct Env {
 }
 
 static ENV: LazyLock<Env> = LazyLock::new(|| Env {
-    docker_host: var("DOCKER_HOST").unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned()),
     keep: flag("DOCKFIX_KEEP").unwrap_or(false),
     drop_waits: var("DOCKFIX_DROP").is_some_and(|v| v == "wait"),
     remove_on_kill: flag("DOCKFIX_REMOVE_ON_KILL").unwrap_or(false),
@@ -339,16 +353,16 @@ mod tests {
 
     #[test]
     fn a_remote_tcp_daemon_has_a_host_and_a_local_one_none() {
-        let host = |endpoint: &str| {
-            *ENDPOINT.lock().unwrap() = Some(endpoint.to_owned());
-            daemon_host()
-        };
-        let before = endpoint();
+        let host = remote_host_of;
         assert_eq!(host("tcp://10.1.2.3:2376"), Some("10.1.2.3".to_owned()));
         assert_eq!(host("tcp://[fe80::1]:2375"), Some("fe80::1".to_owned()));
+        assert_eq!(
+            host("ssh://ci@build.example:22"),
+            Some("build.example".to_owned())
+        );
+        assert_eq!(host("ssh://ci@127.0.0.1"), None);
         assert_eq!(host("tcp://127.0.0.1:2375"), None);
         assert_eq!(host("tcp://localhost:2375"), None);
         assert_eq!(host("unix:///var/run/docker.sock"), None);
-        *ENDPOINT.lock().unwrap() = Some(before);
     }
 }

@@ -92,6 +92,8 @@ pub mod blocking;
 mod cleanup;
 mod config;
 mod container;
+mod daemon;
+mod discover;
 mod docker;
 mod error;
 mod image;
@@ -107,6 +109,7 @@ pub use container::{
     ContainerState, ContainerStats, Exec, ExecOutput, LogLine, LogSource, LogStream, Logs,
     TestContainer,
 };
+pub use daemon::{DaemonInfo, Engine, daemon};
 pub use docker::{BreakerState, CallStats, call_stats};
 pub use error::{BoxError, Error, Result};
 pub use image::LocalImage;

@@ -1,8 +1,10 @@
-//! `dockfix`: list and sweep the containers dockfix manages.
+//! `dockfix`: list and sweep the containers dockfix manages, and check
+//! the daemon it would use.
 //!
 //! ```text
 //! dockfix ls [--json]
 //! dockfix sweep [--dry-run] [--older-than 30m] [--session ID] [--all] [--json]
+//! dockfix doctor [--image IMAGE] [--json]
 //! ```
 //!
 //! `sweep` exits 0 when everything it selected is gone, 1 when a removal
@@ -13,6 +15,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+#[path = "dockfix/doctor.rs"]
+mod doctor;
 use dockfix::{ManagedResource, Sweep, SweepCandidate};
 use serde_json::{Value, json};
 
@@ -60,6 +65,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say which daemon dockfix uses and why, and check what tests rely on.
+    ///
+    /// Starts one container of --image (it needs busybox's sh, httpd, nc, awk
+    /// and ps) and checks that a published port answers, that the
+    /// container reaches this host through host.docker.internal, that an
+    /// exec timeout kills, and that the owner labels are there. Exits 0
+    /// when dockfix can be used, 1 when not.
+    Doctor {
+        /// The image of the test container.
+        #[arg(long, default_value = "busybox:latest")]
+        image: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_age(s: &str) -> Result<Duration, String> {
@@ -85,6 +105,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ls { json } => ls(json),
+        Command::Doctor { image, json } => Ok(doctor::doctor(&image, json)),
         Command::Sweep {
             dry_run,
             older_than,

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 /// status and, for a 500, its message ([`classify`]).
 pub(crate) fn heals(err: &bollard::errors::Error) -> Heals {
     use bollard::errors::Error as B;
+    if tls_failure(err).is_some() {
+        return Heals::Never;
+    }
     match err {
         B::DockerResponseServerError {
             status_code,
@@ -58,6 +61,10 @@ pub(crate) fn from_client(op: &'static str, target: &str, err: bollard::errors::
             status_code,
             message,
         } => (Some(*status_code), message.clone()),
+        _ if tls_failure(&err).is_some() => (
+            None,
+            format!("TLS failed: {}", tls_failure(&err).unwrap_or_default()),
+        ),
         B::IOError { .. }
         | B::HyperResponseError { .. }
         | B::HyperLegacyError { .. }
@@ -78,6 +85,31 @@ pub(crate) fn from_client(op: &'static str, target: &str, err: bollard::errors::
         message,
         source: Some(Box::new(err)),
     }
+}
+
+/// What rustls said, when `err` is a TLS failure: a certificate the CA
+/// did not sign or that expired, an alert from the daemon, a daemon that
+/// does not speak TLS. None of them heals by trying again. rustls's errors
+/// reach us wrapped in I/O and hyper errors, so they are recognised by
+/// the words rustls uses.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const RUSTLS: [&str; 6] = [
+        "invalid peer certificate",
+        "received fatal alert",
+        "received corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+        "peer sent no certificates",
+    ];
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if RUSTLS.iter().any(|w| text.contains(w)) {
+            return Some(text);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The kind of the I/O error at the root of `err`, if one is there.

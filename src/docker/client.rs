@@ -1,11 +1,13 @@
-//! The one shared Docker client, connected on first use to the endpoint
-//! in [`config`](crate::config).
+//! The one shared Docker client, connected on first use to the daemon
+//! that [`discover`](crate::discover) found: the one the user named, or
+//! the first well-known socket that answers.
 
-use bollard::Docker;
+use bollard::{API_DEFAULT_VERSION, Docker};
 
 use super::call::request;
 use super::policy;
 use crate::config;
+use crate::discover::{Endpoint, Found};
 use crate::error::{Error, Result};
 
 static CLIENT: tokio::sync::OnceCell<Docker> = tokio::sync::OnceCell::const_new();
@@ -13,47 +15,175 @@ static CLIENT: tokio::sync::OnceCell<Docker> = tokio::sync::OnceCell::const_new(
 /// The shared client. Must be awaited on the engine runtime, because the
 /// client's connection tasks are spawned on the runtime that first uses it.
 pub(crate) async fn client() -> Result<Docker> {
-    CLIENT
-        .get_or_try_init(|| connect(config::connect_to()))
-        .await
-        .cloned()
+    CLIENT.get_or_try_init(connect_found).await.cloned()
 }
 
-const HINT: &str = "start the Docker daemon, or point DOCKER_HOST at it (unix:///path/to/docker.sock or tcp://host:port)";
+const HINT: &str = "start the Docker daemon, or point DOCKER_HOST at it (unix:///path/to/docker.sock, tcp://host:port, ssh://user@host), or select a context with DOCKER_CONTEXT";
 
-async fn connect(endpoint: String) -> Result<Docker> {
-    let endpoint = endpoint.as_str();
-    let unavailable = |reason: String, hint: &str| Error::DockerUnavailable {
+const TLS_HINT: &str = "check that the CA in DOCKER_CERT_PATH (or the context) signed the daemon's certificate, that the certificate is current, and that the daemon speaks TLS on this port; dockfix never falls back to plain text";
+
+/// bollard's own read timeout, in seconds; every call is bounded sooner
+/// by the Docker layer's per-call timeout.
+const TRANSPORT_TIMEOUT: u64 = 120;
+
+fn unavailable(endpoint: &str, reason: String, hint: &str) -> Error {
+    Error::DockerUnavailable {
         endpoint: endpoint.to_owned(),
         reason,
         hint: hint.to_owned(),
-    };
-    if let Some(path) = endpoint.strip_prefix("unix://") {
-        if !std::path::Path::new(path).exists() {
-            return Err(unavailable(format!("socket {path} does not exist"), HINT));
+    }
+}
+
+async fn connect_found() -> Result<Docker> {
+    match config::found() {
+        Found::Named(endpoint) => {
+            let docker = connect(&endpoint).await?;
+            config::connected(&endpoint);
+            Ok(docker)
+        }
+        Found::Broken { what, reason } => Err(unavailable(
+            &what,
+            reason,
+            "fix the setting named, or unset it to use the default socket",
+        )),
+        Found::WellKnown(places) => {
+            let mut tried = Vec::new();
+            for endpoint in &places {
+                match connect(endpoint).await {
+                    Ok(docker) => {
+                        config::connected(endpoint);
+                        return Ok(docker);
+                    }
+                    Err(e) => tried.push(format!(
+                        "{} ({}): {}",
+                        endpoint.host,
+                        endpoint.why,
+                        reason_of(&e)
+                    )),
+                }
+            }
+            Err(unavailable(
+                "no daemon named",
+                format!(
+                    "no DOCKER_HOST, DOCKER_CONTEXT or current context is set, and none of the well-known sockets answered:\n  {}",
+                    tried.join("\n  ")
+                ),
+                HINT,
+            ))
         }
     }
-    let docker = Docker::connect_with_host(endpoint).map_err(|e| {
-        unavailable(
-            e.to_string(),
-            "DOCKER_HOST must be unix://, tcp:// or http://",
-        )
-    })?;
-    let negotiated = request(&policy::VERSION, endpoint, || {
+}
+
+/// The reason a connection failed, without the endpoint and hint that
+/// the list of places tried already gives.
+fn reason_of(e: &Error) -> String {
+    match e {
+        Error::DockerUnavailable { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A client of `endpoint`, with the API version negotiated.
+async fn connect(endpoint: &Endpoint) -> Result<Docker> {
+    let host = endpoint.host.as_str();
+    if let Some(path) = host.strip_prefix("unix://") {
+        if !std::path::Path::new(path).exists() {
+            return Err(unavailable(
+                host,
+                format!("socket {path} does not exist"),
+                HINT,
+            ));
+        }
+    }
+    let docker = transport(endpoint).map_err(|reason| unavailable(host, reason, HINT))?;
+    let negotiated = request(&policy::VERSION, host, || {
         docker.clone().negotiate_version()
     })
     .await;
     // Never connected yet: whatever failed, the daemon is unavailable.
     negotiated.map_err(|e| match e {
-        Error::Docker { message, .. } => unavailable(message, HINT),
+        Error::Docker { message, .. } if message.starts_with("TLS failed") => {
+            unavailable(host, message, TLS_HINT)
+        }
+        Error::Docker { message, .. } => unavailable(host, message, HINT),
         Error::CircuitOpen {
             failures,
             next_probe_in,
             ..
         } => unavailable(
+            host,
             format!("{failures} attempts in a row failed; the next try is in {next_probe_in:.1?}"),
             HINT,
         ),
         other => other,
     })
+}
+
+/// The bollard transport for `endpoint`: a unix socket, plain HTTP, TLS
+/// (always verified against the CA; never plain text instead), or SSH.
+fn transport(endpoint: &Endpoint) -> std::result::Result<Docker, String> {
+    let host = endpoint.host.as_str();
+    let tcp =
+        host.starts_with("tcp://") || host.starts_with("http://") || host.starts_with("https://");
+    let made = match &endpoint.tls {
+        Some(tls) if tcp => tls_transport(host, tls)?,
+        Some(_) => return Err(format!("{host}: TLS applies to tcp:// daemons only")),
+        None if host.starts_with("https://") => {
+            return Err(
+                "https:// needs TLS material: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH"
+                    .to_owned(),
+            );
+        }
+        None if tcp => Docker::connect_with_http(host, TRANSPORT_TIMEOUT, API_DEFAULT_VERSION),
+        None if host.starts_with("ssh://") => ssh_transport(host)?,
+        None => Docker::connect_with_host(host),
+    };
+    made.map_err(|e| format!("{e} (dockfix speaks unix://, tcp:// with or without TLS, and ssh:// with its `ssh` feature)"))
+}
+
+#[cfg(feature = "tls")]
+fn tls_transport(
+    host: &str,
+    tls: &crate::discover::Tls,
+) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
+    let host = host.replacen("https://", "tcp://", 1);
+    Ok(Docker::connect_with_ssl(
+        &host,
+        &tls.key,
+        &tls.cert,
+        &tls.ca,
+        TRANSPORT_TIMEOUT,
+        API_DEFAULT_VERSION,
+    ))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_transport(
+    host: &str,
+    _tls: &crate::discover::Tls,
+) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
+    Err(format!(
+        "{host} is to be reached over TLS, and dockfix was built without its `tls` feature"
+    ))
+}
+
+#[cfg(feature = "ssh")]
+fn ssh_transport(
+    host: &str,
+) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
+    Ok(Docker::connect_with_ssh(
+        host,
+        TRANSPORT_TIMEOUT,
+        API_DEFAULT_VERSION,
+        None,
+    ))
+}
+
+#[cfg(not(feature = "ssh"))]
+fn ssh_transport(
+    host: &str,
+) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
+    Err(format!(
+        "{host} needs dockfix's `ssh` feature, which this build does not have"
+    ))
 }

@@ -22,6 +22,7 @@ pub(crate) mod networks;
 pub(crate) mod policy;
 mod runtime;
 mod stream;
+pub(crate) mod system;
 
 use std::pin::Pin;
 

@@ -78,6 +78,8 @@ const fn stream(op: &'static str, bound: Bound, why: &'static str) -> Policy {
 
 /// Asking the daemon its API version, on connecting.
 pub(crate) const VERSION: Policy = request("version", true, &[], "read-only");
+
+pub(crate) const INFO: Policy = request("info", true, &[], "read-only");
 /// Inspecting a container.
 pub(crate) const INSPECT_CONTAINER: Policy = request("inspect", true, &[], "read-only");
 /// Listing labelled containers, networks, volumes or images.
@@ -222,8 +224,9 @@ pub(crate) const IMPORT: Policy = stream(
 
 /// Every policy, in the order README lists them.
 #[cfg(test)]
-const ALL: [&Policy; 25] = [
+const ALL: [&Policy; 26] = [
     &VERSION,
+    &INFO,
     &INSPECT_CONTAINER,
     &LIST,
     &CREATE_CONTAINER,

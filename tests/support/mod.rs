@@ -433,3 +433,4 @@ impl Drop for TempDir {
 }
 
 pub mod fault_proxy;
+pub mod tls;

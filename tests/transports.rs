@@ -1,0 +1,302 @@
+//! Where the daemon is found, and how it is reached: Docker contexts made
+//! by the Docker CLI itself, the well-known sockets, and TLS as GitLab's
+//! `docker:dind` offers it (in front of the local socket, on loopback).
+//! Each case runs in a child process: the daemon is chosen once per
+//! process.
+
+mod support;
+
+use std::process::Command;
+use std::time::Instant;
+
+use dockfix::{ContainerSpec, Error};
+use support::fault_proxy::FaultProxy;
+use support::tls::{Certs, Forward};
+use support::{IMAGE, TempDir};
+
+/// Clears the places a child could otherwise find the daemon by.
+const NOTHING_NAMED: [(&str, &str); 4] = [
+    ("DOCKER_HOST", ""),
+    ("DOCKER_CONTEXT", ""),
+    ("DOCKER_TLS_VERIFY", ""),
+    ("DOCKER_CERT_PATH", ""),
+];
+
+fn env_with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    NOTHING_NAMED
+        .iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .chain(extra)
+        .copied()
+        .collect()
+}
+
+/// Runs the Docker CLI with `DOCKER_CONFIG=config`.
+fn docker_cli(config: &str, args: &[&str]) {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .expect("cannot run the docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts a container, runs a command in it, removes it; prints where the
+/// daemon was found.
+#[test]
+#[ignore = "run by its parent test in a child process"]
+fn use_the_daemon_child() {
+    if !support::is_child() {
+        return;
+    }
+    support::block_on(async {
+        let started = Instant::now();
+        let result = async {
+            let c = ContainerSpec::new(IMAGE)
+                .network_mode("none")
+                .cmd(["sleep", "30"])
+                .start()
+                .await?;
+            let out = c.exec_ok(["echo", "reached"]).await?;
+            c.remove().await?;
+            let d = dockfix::daemon().await?;
+            Ok::<_, Error>((out.stdout, d))
+        }
+        .await;
+        println!("TOOK_MS={}", started.elapsed().as_millis());
+        match result {
+            Ok((stdout, d)) => {
+                println!("OUTCOME=ok {}", stdout.trim());
+                println!("ENDPOINT={}", d.endpoint);
+                println!("WHY={}", d.chosen_because);
+                println!("TLS={}", d.tls);
+                println!("ENGINE={} {} api {}", d.engine, d.version, d.api_version);
+            }
+            Err(e) => {
+                let kind = match &e {
+                    Error::DockerUnavailable { .. } => "unavailable",
+                    Error::CircuitOpen { .. } => "circuit-open",
+                    Error::Docker { .. } => "docker",
+                    _ => "other",
+                };
+                println!("OUTCOME={kind}");
+                println!("ERROR={}", format!("{e:?}").replace('\n', " | "));
+            }
+        }
+    });
+}
+
+/// A context made and selected with `docker context create` / `use`, with
+/// `DOCKER_HOST` unset: dockfix follows it, through a proxy that counts
+/// what passes, and says why it chose it.
+#[test]
+fn the_current_context_of_the_docker_cli_is_followed() {
+    let proxy = FaultProxy::start();
+    let config = TempDir::new("docker-config");
+    let config_dir = config.path().to_str().unwrap();
+    let host = format!("host={}", proxy.docker_host());
+    docker_cli(
+        config_dir,
+        &["context", "create", "forwarded", "--docker", &host],
+    );
+    docker_cli(config_dir, &["context", "use", "forwarded"]);
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[("DOCKER_CONFIG", config_dir)])
+    );
+    child.assert_success();
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("ENDPOINT"), proxy.docker_host());
+    assert!(
+        child
+            .value("WHY")
+            .starts_with("context `forwarded` (currentContext of"),
+        "{child}"
+    );
+    assert!(
+        proxy.count("POST", "/exec") > 0,
+        "nothing went through the context's socket"
+    );
+}
+
+/// `DOCKER_CONTEXT` names a context over the current one.
+#[test]
+fn docker_context_beats_the_current_context() {
+    let proxy = FaultProxy::start();
+    let config = TempDir::new("docker-config");
+    let config_dir = config.path().to_str().unwrap();
+    let host = format!("host={}", proxy.docker_host());
+    docker_cli(
+        config_dir,
+        &["context", "create", "chosen", "--docker", &host],
+    );
+    docker_cli(
+        config_dir,
+        &[
+            "context",
+            "create",
+            "current",
+            "--docker",
+            "host=unix:///nonexistent.sock",
+        ],
+    );
+    docker_cli(config_dir, &["context", "use", "current"]);
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[("DOCKER_CONFIG", config_dir), ("DOCKER_CONTEXT", "chosen")])
+    );
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("WHY"), "context `chosen` (DOCKER_CONTEXT)");
+}
+
+/// A context that does not exist is an error that names it, at once; a
+/// named daemon is never swapped for another.
+#[test]
+fn a_missing_context_is_named_in_the_error_at_once() {
+    let config = TempDir::new("docker-config");
+    let config_dir = config.path().to_str().unwrap();
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[("DOCKER_CONFIG", config_dir), ("DOCKER_CONTEXT", "gone")])
+    );
+    assert_eq!(child.value("OUTCOME"), "unavailable", "{child}");
+    let error = child.value("ERROR");
+    assert!(error.contains("context `gone` (DOCKER_CONTEXT)"), "{error}");
+    assert!(error.contains("no context store"), "{error}");
+    let took: u64 = child.value("TOOK_MS").parse().unwrap();
+    assert!(took < 1000, "took {took} ms");
+}
+
+/// With nothing named, the well-known sockets are tried in order; here
+/// the first, the rootful Docker socket, answers.
+#[test]
+fn with_nothing_named_the_well_known_sockets_are_tried() {
+    let home = TempDir::new("home");
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("DOCKER_CONFIG", "")
+        ])
+    );
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("ENDPOINT"), "unix:///var/run/docker.sock");
+    assert_eq!(child.value("WHY"), "the Docker socket, a well-known socket");
+}
+
+/// `tcp://` with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, as GitLab CI
+/// sets them for `docker:dind`: the whole round trip over verified TLS.
+#[test]
+fn tls_with_docker_tls_verify_works_end_to_end() {
+    let certs = Certs::new(2);
+    let daemon = Forward::tls(&certs);
+    let client = certs.client_dir("ca");
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[
+            ("DOCKER_HOST", &daemon.docker_host()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", &client),
+        ])
+    );
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("TLS"), "true");
+    assert_eq!(child.value("WHY"), "DOCKER_HOST");
+}
+
+/// A context made by the Docker CLI with TLS material: dockfix reads the
+/// material from the context store.
+#[test]
+fn a_tls_context_made_by_the_docker_cli_works() {
+    let certs = Certs::new(2);
+    let daemon = Forward::tls(&certs);
+    let client = certs.client_dir("ca");
+    let config = TempDir::new("docker-config");
+    let config_dir = config.path().to_str().unwrap();
+    let endpoint = format!(
+        "host={},ca={client}/ca.pem,cert={client}/cert.pem,key={client}/key.pem",
+        daemon.docker_host()
+    );
+    docker_cli(
+        config_dir,
+        &["context", "create", "dind", "--docker", &endpoint],
+    );
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[("DOCKER_CONFIG", config_dir), ("DOCKER_CONTEXT", "dind")])
+    );
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("TLS"), "true");
+}
+
+/// What goes wrong with TLS fails fast, names the endpoint and the TLS
+/// reason, and never falls back to plain text.
+#[test]
+fn tls_mistakes_fail_fast_with_the_tls_reason() {
+    let certs = Certs::new(2);
+    let expired = Certs::new(-1);
+    let good = Forward::tls(&certs);
+    let stale = Forward::tls(&expired);
+    let plain = Forward::plain();
+    let cases = [
+        (
+            "a CA that did not sign the daemon",
+            &good,
+            certs.client_dir("other-ca"),
+            "UnknownIssuer",
+        ),
+        (
+            "an expired daemon certificate",
+            &stale,
+            expired.client_dir("ca"),
+            "Expired",
+        ),
+        (
+            "a daemon that speaks plain text",
+            &plain,
+            certs.client_dir("ca"),
+            "",
+        ),
+    ];
+    for (what, daemon, client, reason) in cases {
+        let host = daemon.docker_host();
+        let child = support::run_child!(
+            use_the_daemon_child,
+            &env_with(&[
+                ("DOCKER_HOST", &host),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", &client),
+            ])
+        );
+        let error = child.value("ERROR");
+        let took: u64 = child.value("TOOK_MS").parse().unwrap();
+        println!("{what}: failed in {took} ms: {error}");
+        assert_eq!(child.value("OUTCOME"), "unavailable", "{what}: {child}");
+        assert!(error.contains(&host), "{what}: {error}");
+        assert!(error.contains(reason), "{what}: {error}");
+        assert!(took < 2000, "{what}: took {took} ms");
+    }
+    // The plain-text daemon was never spoken to in plain text: a request
+    // would have reached the daemon and started a container.
+}
+
+/// `DOCKER_TLS` without `DOCKER_TLS_VERIFY` asks for TLS that does not
+/// verify the daemon: refused, with the fix.
+#[test]
+fn unverified_tls_is_refused_with_the_fix() {
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[("DOCKER_HOST", "tcp://127.0.0.1:1"), ("DOCKER_TLS", "1")])
+    );
+    assert_eq!(child.value("OUTCOME"), "unavailable", "{child}");
+    assert!(
+        child.value("ERROR").contains("DOCKER_TLS_VERIFY=1"),
+        "{child}"
+    );
+}
