@@ -300,3 +300,57 @@ fn unverified_tls_is_refused_with_the_fix() {
         "{child}"
     );
 }
+
+/// `ssh://user@host` (the `ssh` feature): bollard runs `ssh` and `docker
+/// system dial-stdio` on the far end. The far end is a throwaway sshd on
+/// 127.0.0.1:22 that `ci/setup` starts for the user `dockfix-ci`; the key
+/// goes into an ssh-agent of the test's own.
+#[cfg(feature = "ssh")]
+#[test]
+fn ssh_reaches_the_daemon_through_dial_stdio() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let ssh_dir = std::path::Path::new("/var/tmp/dockfix-ssh");
+    assert!(
+        ssh_dir.join("sshd.pid").exists(),
+        "no sshd for this test: run ci/setup as root (it starts one on 127.0.0.1:22)"
+    );
+    let dir = TempDir::new("ssh-agent");
+    let key = dir.path().join("id_ed25519");
+    std::fs::copy(ssh_dir.join("client_ed25519"), &key).expect("cannot read the client key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run ssh-agent");
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent made no socket");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .expect("cannot run ssh-add");
+    assert!(added.success(), "ssh-add refused the key");
+    let sock_str = sock.display().to_string();
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[
+            ("DOCKER_HOST", "ssh://dockfix-ci@127.0.0.1"),
+            ("SSH_AUTH_SOCK", &sock_str),
+        ])
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    println!("over ssh: {} ms", child.value("TOOK_MS"));
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("ENDPOINT"), "ssh://dockfix-ci@127.0.0.1");
+    assert_eq!(child.value("WHY"), "DOCKER_HOST");
+}
