@@ -171,13 +171,12 @@ pub(crate) async fn pull(
             Err(e @ (Error::CircuitOpen { .. } | Error::DockerUnavailable { .. })) => {
                 return Err(e);
             }
-            // The daemon says 404 when the registry has no such image; any
+            // The daemon says 404 when the registry has no such image
+            // (Podman says so inside the stream: "manifest unknown"); any
             // other failure is the registry's (unreachable, refusing).
             Err(Error::Docker {
-                status: Some(404),
-                message,
-                ..
-            }) => {
+                status, message, ..
+            }) if status == Some(404) || message.contains("manifest unknown") => {
                 return Err(Error::ImageNotFound {
                     image: image.to_owned(),
                     reason: format!(

@@ -147,6 +147,10 @@ pub(crate) fn check_user_key(key: &str) -> Result<(), &'static str> {
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("label keys must not contain whitespace or control characters");
     }
+    // `key=value` is how labels are written; Podman refuses such a key.
+    if key.contains('=') {
+        return Err("label keys must not contain `=`");
+    }
     Ok(())
 }
 
@@ -179,6 +183,7 @@ mod tests {
         assert!(check_user_key("dockfix.session").is_err());
         assert!(check_user_key("").is_err());
         assert!(check_user_key("a b").is_err());
+        assert!(check_user_key("a=b").is_err());
         assert!(check_user_key("com.example.team").is_ok());
     }
 }

@@ -22,7 +22,12 @@ fn doctor_says_which_daemon_and_every_check_passes_here() {
     );
     let report: serde_json::Value = serde_json::from_str(&text).expect("doctor --json prints JSON");
     assert_eq!(report["usable"], true, "{report:#}");
-    assert_eq!(report["daemon"]["engine"], "Docker", "{report:#}");
+    let engine = if support::block_on(support::on_podman()) {
+        "Podman"
+    } else {
+        "Docker"
+    };
+    assert_eq!(report["daemon"]["engine"], engine, "{report:#}");
     assert!(
         report["daemon"]["api_version"]
             .as_str()

@@ -42,7 +42,8 @@ fn an_unreachable_daemon_names_the_endpoint_and_the_fix() {
     assert_eq!(
         error_with_docker_host("unix:///nonexistent.sock"),
         "docker daemon at unix:///nonexistent.sock is unavailable: socket /nonexistent.sock does not exist; \
-         start the Docker daemon, or point DOCKER_HOST at it (unix:///path/to/docker.sock or tcp://host:port)"
+         start the Docker daemon, or point DOCKER_HOST at it (unix:///path/to/docker.sock, tcp://host:port, \
+         ssh://user@host), or select a context with DOCKER_CONTEXT"
     );
 }
 

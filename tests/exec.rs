@@ -183,6 +183,13 @@ use std::future::IntoFuture;
 /// and the error says so at once rather than after a wait.
 #[tokio::test]
 async fn a_timed_out_exec_that_nothing_can_kill_says_so_at_once() -> Result<()> {
+    if support::skip_on_podman(
+        "Podman 4.3 runs an imported image's CMD through /bin/sh, which this image has not",
+    )
+    .await
+    {
+        return Ok(());
+    }
     let mut rootfs = tar::Builder::new(Vec::new());
     let busybox = std::fs::read("/bin/busybox").expect("ci/setup installs busybox-static");
     let mut header = tar::Header::new_gnu();

@@ -92,10 +92,13 @@ async fn copying_a_missing_path_says_so() -> Result<()> {
         ),
         "{err}"
     );
-    let err = c
-        .copy_in("./tests/fixtures/a.txt", "/no/such/dir")
-        .await
-        .unwrap_err();
-    assert_eq!(err.status(), Some(404), "{err}");
+    // Podman makes a missing directory instead of answering 404.
+    if !support::skip_on_podman("copying into a missing directory makes it").await {
+        let err = c
+            .copy_in("./tests/fixtures/a.txt", "/no/such/dir")
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(404), "{err}");
+    }
     Ok(())
 }

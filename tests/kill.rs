@@ -25,7 +25,12 @@ async fn containers_of_a_sigkilled_process_are_gone_within_seconds() {
     child.kill().unwrap(); // SIGKILL: no Drop, no exit hook
     child.wait().unwrap();
     let killed = Instant::now();
-    while !list_by_label("dockfix.session", &session).await.is_empty() {
+    // Podman keeps the anchor, exited, for the sweep: it cannot auto-remove
+    // a container whose PID namespace others share. Its tied containers
+    // go all the same.
+    let podman = support::on_podman().await;
+    let left_behind = usize::from(podman);
+    while list_by_label("dockfix.session", &session).await.len() > left_behind {
         assert!(
             killed.elapsed() < Duration::from_secs(10),
             "containers left 10 s after SIGKILL"
@@ -33,6 +38,14 @@ async fn containers_of_a_sigkilled_process_are_gone_within_seconds() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!("all gone {:?} after SIGKILL", killed.elapsed());
+    if podman {
+        let anchor = list_by_label("dockfix.session", &session).await;
+        assert!(
+            !support::is_running(&anchor[0]).await,
+            "the anchor still runs"
+        );
+        support::force_remove(&anchor[0]).await;
+    }
 }
 
 #[test]
@@ -91,6 +104,9 @@ async fn a_tied_container_works_and_shares_the_anchors_pid_namespace() -> Result
 #[tokio::test]
 #[file_serial(heavy)]
 async fn a_gone_anchor_is_replaced_by_the_next_tied_start() -> Result<()> {
+    if support::skip_on_podman("it refuses to remove an anchor whose PID namespace tied containers share, so the anchor cannot go behind dockfix's back").await {
+        return Ok(());
+    }
     let first = tied().start().await?;
     let anchors = list_by_label("dockfix.session", dockfix::session_id()).await;
     // Remove this process's anchor behind dockfix's back: its tied

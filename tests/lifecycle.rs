@@ -103,6 +103,9 @@ fn the_blocking_api_starts_execs_and_reads_logs_without_a_runtime() -> Result<()
 
 #[tokio::test]
 async fn stats_of_a_busy_container_show_cpu_and_memory_within_its_limit() -> Result<()> {
+    if support::skip_on_podman("a one-shot stats sample of Podman 4.3 has no previous CPU reading, so CPU % cannot be computed from it").await {
+        return Ok(());
+    }
     let c = ContainerSpec::new(IMAGE)
         .cmd(["sh", "-c", "while :; do :; done"])
         .network_mode("none")

@@ -77,6 +77,13 @@ fn use_the_daemon_child() {
                 println!("WHY={}", d.chosen_because);
                 println!("TLS={}", d.tls);
                 println!("ENGINE={} {} api {}", d.engine, d.version, d.api_version);
+                if std::env::var_os("EVERY_FEATURE").is_some() {
+                    for (feature, result) in every_feature().await {
+                        let shown =
+                            result.map_or_else(|e| e.replace('\n', " | "), |()| "ok".to_owned());
+                        println!("FEATURE {feature}={shown}");
+                    }
+                }
             }
             Err(e) => {
                 let kind = match &e {
@@ -90,6 +97,166 @@ fn use_the_daemon_child() {
             }
         }
     });
+}
+
+/// The features of the compatibility table in README, each tried once
+/// through whatever transport the process found.
+async fn every_feature() -> Vec<(&'static str, Result<(), String>)> {
+    let text = |e: Error| format!("{e:?}");
+    let sleeper = || ContainerSpec::new(IMAGE).cmd(["sleep", "60"]);
+    let mut results = Vec::new();
+
+    let kill = async {
+        let c = sleeper().network_mode("none").start().await.map_err(text)?;
+        let err = c
+            .exec(["sleep", "41"])
+            .timeout(std::time::Duration::from_secs(1))
+            .await
+            .expect_err("sleep 41 cannot finish in 1 s");
+        let ps = c.exec_ok(["ps", "-o", "args"]).await.map_err(text)?.stdout;
+        c.remove().await.map_err(text)?;
+        match err {
+            Error::ExecTimedOut { killed: true, .. } if !ps.contains("sleep 41") => Ok(()),
+            other => Err(format!("{other}; ps: {ps}")),
+        }
+    };
+    results.push(("exec kill", kill.await));
+
+    let gateway = async {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let server = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                use std::io::Write;
+                let _ = s.write_all(b"hello from the host\n");
+            }
+        });
+        let c = sleeper().start().await.map_err(text)?;
+        let got = c
+            .exec([
+                "sh",
+                "-c",
+                &format!("nc host.docker.internal {port} </dev/null"),
+            ])
+            .timeout(std::time::Duration::from_secs(10))
+            .await;
+        let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+        let _ = server.join();
+        c.remove().await.map_err(text)?;
+        match got {
+            Ok(out) if out.stdout.contains("hello from the host") => Ok(()),
+            Ok(out) => Err(format!("exit {}: {}", out.exit_code, out.stderr)),
+            Err(e) => Err(text(e)),
+        }
+    };
+    results.push(("host gateway", gateway.await));
+
+    let copy = async {
+        let c = sleeper().network_mode("none").start().await.map_err(text)?;
+        c.copy_in("tests/fixtures/a.txt", "/tmp")
+            .await
+            .map_err(text)?;
+        let dir = TempDir::new("copy-out");
+        c.copy_out("/tmp/a.txt", dir.path()).await.map_err(text)?;
+        let back = std::fs::read(dir.path().join("a.txt")).map_err(|e| e.to_string())?;
+        let sent = std::fs::read("tests/fixtures/a.txt").map_err(|e| e.to_string())?;
+        c.remove().await.map_err(text)?;
+        if back == sent {
+            Ok(())
+        } else {
+            Err("the copy came back different".to_owned())
+        }
+    };
+    results.push(("copy", copy.await));
+
+    let networks = async {
+        let net = dockfix::Network::new().await.map_err(text)?;
+        let server = sleeper()
+            .network(&net, ["db"])
+            .start()
+            .await
+            .map_err(text)?;
+        let client = sleeper()
+            .network(&net, ["app"])
+            .start()
+            .await
+            .map_err(text)?;
+        let seen = client
+            .exec(["ping", "-c", "1", "-W", "5", "db"])
+            .await
+            .map_err(text)?;
+        drop((server, client));
+        net.remove().await.map_err(text)?;
+        if seen.exit_code == 0 {
+            Ok(())
+        } else {
+            Err(format!("ping db: {}", seen.stderr))
+        }
+    };
+    results.push(("networks", networks.await));
+
+    let pool = async {
+        let pool = dockfix::ContainerPool::builder(
+            support::unique("transport"),
+            sleeper().network_mode("none"),
+        )
+        .max_size(1)
+        .build();
+        for _ in 0..2 {
+            let member = pool.acquire().await.map_err(text)?;
+            member.exec_ok(["true"]).await.map_err(text)?;
+        }
+        pool.close().await.map_err(text)
+    };
+    results.push(("pool", pool.await));
+
+    let tied = async {
+        let c = sleeper()
+            .network_mode("none")
+            .remove_on_kill(true)
+            .start()
+            .await
+            .map_err(text)?;
+        c.exec_ok(["true"]).await.map_err(text)?;
+        c.remove().await.map_err(text)
+    };
+    results.push(("remove_on_kill", tied.await));
+
+    let sweep = async {
+        let c = sleeper().network_mode("none").start().await.map_err(text)?;
+        let report = dockfix::Sweep::new()
+            .session(dockfix::session_id())
+            .dry_run(true)
+            .run()
+            .await
+            .map_err(text)?;
+        let listed = report.removed.iter().any(|r| r.resource.id == c.id());
+        c.remove().await.map_err(text)?;
+        if listed {
+            Ok(())
+        } else {
+            Err(format!(
+                "the sweep did not select the container: {report:?}"
+            ))
+        }
+    };
+    results.push(("sweep", sweep.await));
+    results
+}
+
+/// Asserts that `child` (run with `EVERY_FEATURE`) found every feature
+/// working, and prints the row of the compatibility table it makes.
+fn assert_every_feature(transport: &str, child: &support::ChildRun) {
+    let features: Vec<(&str, &str)> = child
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("FEATURE ")?.split_once('='))
+        .collect();
+    assert_eq!(features.len(), 7, "{child}");
+    println!("{transport}: {features:?}");
+    for (feature, result) in features {
+        assert_eq!(result, "ok", "{transport}: {feature}\n{child}");
+    }
 }
 
 /// A context made and selected with `docker context create` / `use`, with
@@ -108,10 +275,11 @@ fn the_current_context_of_the_docker_cli_is_followed() {
     docker_cli(config_dir, &["context", "use", "forwarded"]);
     let child = support::run_child!(
         use_the_daemon_child,
-        &env_with(&[("DOCKER_CONFIG", config_dir)])
+        &env_with(&[("DOCKER_CONFIG", config_dir), ("EVERY_FEATURE", "1")])
     );
     child.assert_success();
     assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_every_feature("context", &child);
     assert_eq!(child.value("ENDPOINT"), proxy.docker_host());
     assert!(
         child
@@ -203,11 +371,29 @@ fn tls_with_docker_tls_verify_works_end_to_end() {
             ("DOCKER_HOST", &daemon.docker_host()),
             ("DOCKER_TLS_VERIFY", "1"),
             ("DOCKER_CERT_PATH", &client),
+            ("EVERY_FEATURE", "1"),
         ])
     );
     assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
     assert_eq!(child.value("TLS"), "true");
     assert_eq!(child.value("WHY"), "DOCKER_HOST");
+    assert_every_feature("tcp with TLS", &child);
+}
+
+/// Plain `tcp://` (a daemon without TLS, as on a trusted network).
+#[test]
+fn plain_tcp_works_end_to_end() {
+    let daemon = Forward::plain();
+    let child = support::run_child!(
+        use_the_daemon_child,
+        &env_with(&[
+            ("DOCKER_HOST", &daemon.docker_host()),
+            ("EVERY_FEATURE", "1")
+        ])
+    );
+    assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
+    assert_eq!(child.value("TLS"), "false");
+    assert_every_feature("tcp", &child);
 }
 
 /// A context made by the Docker CLI with TLS material: dockfix reads the
@@ -345,6 +531,7 @@ fn ssh_reaches_the_daemon_through_dial_stdio() {
         &env_with(&[
             ("DOCKER_HOST", "ssh://dockfix-ci@127.0.0.1"),
             ("SSH_AUTH_SOCK", &sock_str),
+            ("EVERY_FEATURE", "1"),
         ])
     );
     let _ = agent.kill();
@@ -353,4 +540,5 @@ fn ssh_reaches_the_daemon_through_dial_stdio() {
     assert_eq!(child.value("OUTCOME"), "ok reached", "{child}");
     assert_eq!(child.value("ENDPOINT"), "ssh://dockfix-ci@127.0.0.1");
     assert_eq!(child.value("WHY"), "DOCKER_HOST");
+    assert_every_feature("ssh", &child);
 }

@@ -296,7 +296,14 @@ async fn what_validation_refuses_the_daemon_refuses_too() {
             },
         ),
     ];
+    let podman = support::on_podman().await;
     for (what, spec, body) in cases {
+        // Podman lets a tmpfs cover Docker's /etc/hosts file; dockfix
+        // refuses it for Docker's sake.
+        if podman && what == "a tmpfs on /etc/hosts" {
+            println!("not run on Podman: {what} (Podman takes it)");
+            continue;
+        }
         let started = Instant::now();
         let refused = spec.validate();
         let took = started.elapsed();
@@ -335,7 +342,13 @@ async fn a_value_only_the_kernel_refuses_fails_at_once_with_its_words() {
     println!("mpol=bind:7: failed in {took:?}: {err}");
     assert_eq!(err.status(), Some(500), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("invalid argument"), "{msg}");
+    // Podman refuses every tmpfs `mpol` when the container is created.
+    let words = if support::on_podman().await {
+        "invalid mount option"
+    } else {
+        "invalid argument"
+    };
+    assert!(msg.contains(words), "{msg}");
     assert!(!msg.contains("gave up after"), "it was retried: {msg}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
@@ -683,6 +696,28 @@ async fn random_specs_that_pass_validation_start_on_the_daemon() {
     let mut generator = generator(0x0d0c_5eed, true, &host_dir);
     let mut started = 0;
     let mut drawn = 0;
+    // Podman 4.3 takes fewer tmpfs options than Docker (no uid, gid,
+    // nr_inodes, nr_blocks, mpol, or atime and sync flags) and refuses the
+    // others at once with its words: on Podman such specs are left out of
+    // the sample.
+    let podman = support::on_podman().await;
+    let podman_takes = |spec: &str| {
+        const TAKES: [&str; 16] = [
+            "size", "mode", "ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev",
+            "private", "rprivate", "shared", "rshared", "slave", "rslave",
+        ];
+        let Some(start) = spec.find("tmpfs: {") else {
+            return true;
+        };
+        let tmpfs = &spec[start..spec[start..].find('}').map_or(spec.len(), |e| start + e)];
+        tmpfs
+            .split('"')
+            .skip(3)
+            .step_by(4)
+            .flat_map(|options| options.split(','))
+            .filter(|o| !o.is_empty())
+            .all(|o| TAKES.contains(&o.split('=').next().unwrap_or(o)))
+    };
     while started < SAMPLE {
         drawn += 1;
         let spec = generator.spec();
@@ -690,6 +725,9 @@ async fn random_specs_that_pass_validation_start_on_the_daemon() {
             continue;
         }
         let shown = format!("{spec:?}");
+        if podman && !podman_takes(&shown) {
+            continue;
+        }
         let container = spec
             .startup_timeout(Duration::from_secs(20))
             .start()

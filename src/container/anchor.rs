@@ -26,7 +26,7 @@ use futures::StreamExt;
 use super::create;
 use crate::cleanup;
 use crate::config;
-use crate::docker::{self, ContainerCreateBody, HostConfig, containers};
+use crate::docker::{self, ContainerCreateBody, HostConfig, containers, system};
 use crate::error::Result;
 use crate::labels;
 
@@ -76,7 +76,11 @@ async fn start(image: &str) -> Result<String> {
         attach_stdin: Some(true),
         labels: Some(labels::owner_labels(&Default::default(), None, None)),
         host_config: Some(HostConfig {
-            auto_remove: Some(true),
+            // Podman refuses to remove a container whose PID namespace
+            // others still share, and its auto-removal then leaves the
+            // anchor in a `stopped` state for good: there, the anchor is
+            // removed by the exit hook, or by the next start-up sweep.
+            auto_remove: Some(!system::is_podman().await),
             network_mode: Some("none".to_owned()),
             ..Default::default()
         }),

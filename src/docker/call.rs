@@ -30,6 +30,14 @@ pub(crate) fn heals(err: &bollard::errors::Error) -> Heals {
         | B::HttpClientError { .. }
         | B::IOError { .. }
         | B::RequestTimeoutError => Heals::Yes,
+        // Podman 4 reports a container that has just exited as `stopped`
+        // for about 100 ms before `exited`; bollard's state enum has no
+        // such value. It passes.
+        B::JsonDataError { .. } | B::JsonSerdeError { .. }
+            if err.to_string().contains("`stopped`") =>
+        {
+            Heals::Yes
+        }
         _ => Heals::Never,
     }
 }
@@ -60,7 +68,10 @@ pub(crate) fn from_client(op: &'static str, target: &str, err: bollard::errors::
         B::DockerResponseServerError {
             status_code,
             message,
-        } => (Some(*status_code), message.clone()),
+        } => (
+            Some(classify::as_docker_status(*status_code, message)),
+            message.clone(),
+        ),
         _ if tls_failure(&err).is_some() => (
             None,
             format!("TLS failed: {}", tls_failure(&err).unwrap_or_default()),
@@ -73,6 +84,9 @@ pub(crate) fn from_client(op: &'static str, target: &str, err: bollard::errors::
             None => (None, "the HTTP exchange with the daemon failed".to_owned()),
         },
         B::RequestTimeoutError => (None, "the request timed out".to_owned()),
+        // An error inside a stream the daemon answered 200 to (Podman's
+        // failed pull): its own words.
+        B::DockerStreamError { error } => (None, error.clone()),
         B::JsonDataError { .. } | B::JsonSerdeError { .. } => {
             (None, "the daemon's answer could not be read".to_owned())
         }

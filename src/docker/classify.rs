@@ -23,7 +23,7 @@ pub(crate) const UNKNOWN_RETRIES: u32 = 2;
 
 /// 500 answers that never heal: (a fragment of Docker's message, what it
 /// means).
-pub(crate) const PERMANENT: [(&str, &str); 9] = [
+pub(crate) const PERMANENT: [(&str, &str); 11] = [
     (
         "unable to find user",
         "the user does not exist in the image",
@@ -53,6 +53,14 @@ pub(crate) const PERMANENT: [(&str, &str); 9] = [
     (
         "invalid reference format",
         "the image reference is malformed",
+    ),
+    (
+        "is already in use",
+        "a name is taken (Podman's answer where Docker's is 409)",
+    ),
+    (
+        "invalid mount option",
+        "Podman refuses a mount option (a tmpfs `mpol`)",
     ),
 ];
 
@@ -98,6 +106,17 @@ pub(crate) fn answer(status: u16, message: &str) -> Heals {
         }
         501.. => Heals::Yes,
         _ => Heals::Never,
+    }
+}
+
+/// The status Docker would have answered: Podman answers a name that is
+/// taken with 500 "… is already in use", where Docker answers 409, and the
+/// layers above know conflicts by 409.
+pub(crate) fn as_docker_status(status: u16, message: &str) -> u16 {
+    if status == 500 && message.contains("is already in use") {
+        409
+    } else {
+        status
     }
 }
 

@@ -100,6 +100,12 @@ async fn connect(endpoint: &Endpoint) -> Result<Docker> {
         docker.clone().negotiate_version()
     })
     .await;
+    // Which engine: asked now, so that no later operation pays for it.
+    if let Ok(docker) = &negotiated {
+        if let Ok(version) = request(&policy::VERSION, host, || docker.version()).await {
+            super::system::note_engine(&version);
+        }
+    }
     // Never connected yet: whatever failed, the daemon is unavailable.
     negotiated.map_err(|e| match e {
         Error::Docker { message, .. } if message.starts_with("TLS failed") => {

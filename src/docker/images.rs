@@ -103,10 +103,12 @@ pub(crate) fn import(
     changes: Vec<String>,
     rootfs: Vec<u8>,
 ) -> BoxStream<'static, Result<CreateImageInfo>> {
+    // The tag goes with the repository, as the Docker CLI sends it: Podman
+    // ignores a separate `tag`.
+    let reference = format!("{repo}:{tag}");
     let opts = CreateImageOptionsBuilder::new()
         .from_src("-")
-        .repo(repo)
-        .tag(tag)
+        .repo(&reference)
         .changes(changes)
         .build();
     stream(&policy::IMPORT, format!("{repo}:{tag}"), move |d| {

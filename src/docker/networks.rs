@@ -30,6 +30,26 @@ pub(crate) async fn create_network(name: &str, labels: HashMap<String, String>) 
     Ok(created.id)
 }
 
+/// The gateway address of network `name` (its first IPAM config's): the
+/// host, as the network's containers reach it.
+pub(crate) async fn network_gateway(name: &str) -> Result<Option<String>> {
+    let d = client().await?;
+    let network = request(&policy::INSPECT_NETWORK, name, || {
+        d.inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+    })
+    .await?;
+    Ok(network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.gateway)
+        .filter(|g| !g.is_empty()))
+}
+
 /// Connects container `container` (id or name) to network `id` under
 /// `aliases`.
 pub(crate) async fn connect_network(

@@ -166,6 +166,8 @@ pub(crate) const CONNECT_NETWORK: Policy = request(
     "a second connect after a lost answer is refused as already connected, which would hide that the first one worked",
 );
 /// Removing a network.
+pub(crate) const INSPECT_NETWORK: Policy = request("inspect network", true, &[], "read-only");
+
 pub(crate) const REMOVE_NETWORK: Policy = request(
     "remove network",
     true,
@@ -224,7 +226,7 @@ pub(crate) const IMPORT: Policy = stream(
 
 /// Every policy, in the order README lists them.
 #[cfg(test)]
-const ALL: [&Policy; 26] = [
+const ALL: [&Policy; 27] = [
     &VERSION,
     &INFO,
     &INSPECT_CONTAINER,
@@ -242,6 +244,7 @@ const ALL: [&Policy; 26] = [
     &REMOVE_IMAGE,
     &CREATE_NETWORK,
     &CONNECT_NETWORK,
+    &INSPECT_NETWORK,
     &REMOVE_NETWORK,
     &REMOVE_VOLUME,
     &LOGS,

@@ -108,6 +108,7 @@ pub(crate) fn tmpfs_options(options: &str) -> Result<(), String> {
     if options.is_empty() {
         return Ok(());
     }
+    let mut settings: Vec<&str> = Vec::new();
     for option in options.split(',') {
         let Some((key, value)) = option.split_once('=') else {
             if TMPFS_FLAGS.contains(&option) {
@@ -118,6 +119,10 @@ pub(crate) fn tmpfs_options(options: &str) -> Result<(), String> {
                 TMPFS_FLAGS.join(", ")
             ));
         };
+        if settings.contains(&key) {
+            return Err(format!("tmpfs `{key}` is given twice"));
+        }
+        settings.push(key);
         let fits = match key {
             "size" => value
                 .strip_suffix('%')
@@ -270,6 +275,7 @@ mod tests {
             "uid=4294967295",
             "size=1m,",
             "size=1m\0",
+            "size=1m,size=2m",
         ] {
             assert!(tmpfs_options(bad).is_err(), "{bad:?} was accepted");
         }

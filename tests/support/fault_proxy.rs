@@ -49,8 +49,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-/// The real daemon.
-const UPSTREAM: &str = "/var/run/docker.sock";
+/// The real daemon: the unix socket `DOCKER_HOST` names, as the tests'
+/// own checks use it, or the default socket.
+fn upstream() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
+}
 
 /// A request head longer than this is dropped: Docker clients send a few
 /// hundred bytes.
@@ -623,10 +629,11 @@ async fn forward(
     shared: &Shared,
     swallow: bool,
 ) {
-    let mut upstream = match UnixStream::connect(UPSTREAM).await {
+    let upstream_path = upstream();
+    let mut upstream = match UnixStream::connect(&upstream_path).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            let body = format!(r#"{{"message":"fault proxy: cannot reach {UPSTREAM}: {e}"}}"#);
+            let body = format!(r#"{{"message":"fault proxy: cannot reach {upstream_path}: {e}"}}"#);
             return answer(client, 502, &body).await;
         }
     };

@@ -434,3 +434,25 @@ impl Drop for TempDir {
 
 pub mod fault_proxy;
 pub mod tls;
+
+/// Whether the daemon the tests talk to is Podman's Docker-compatible
+/// service (its version answer names the engine).
+pub async fn on_podman() -> bool {
+    raw_docker().await.version().await.is_ok_and(|v| {
+        v.components
+            .iter()
+            .flatten()
+            .any(|c| c.name.contains("Podman"))
+    })
+}
+
+/// True, after saying why, when the daemon is Podman and the calling test
+/// checks something Podman does not do (`why`); the test then returns.
+/// The compatibility table in README lists each of these.
+pub async fn skip_on_podman(why: &str) -> bool {
+    let podman = on_podman().await;
+    if podman {
+        println!("not run on Podman: {why}");
+    }
+    podman
+}
