@@ -170,8 +170,14 @@ async fn every_feature() -> Vec<(&'static str, Result<(), String>)> {
     results.push(("copy", copy.await));
 
     let networks = async {
+        // TCP, not ping: Podman grants no NET_RAW by default.
         let net = dockfix::Network::new().await.map_err(text)?;
-        let server = sleeper()
+        let server = ContainerSpec::new(IMAGE)
+            .cmd([
+                "sh",
+                "-c",
+                "mkdir -p /tmp/w && echo db-here > /tmp/w/index.html && exec httpd -f -p 7000 -h /tmp/w",
+            ])
             .network(&net, ["db"])
             .start()
             .await
@@ -182,15 +188,22 @@ async fn every_feature() -> Vec<(&'static str, Result<(), String>)> {
             .await
             .map_err(text)?;
         let seen = client
-            .exec(["ping", "-c", "1", "-W", "5", "db"])
+            .exec([
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc db 7000 && exit 0; sleep 0.2; done; exit 1",
+            ])
             .await
             .map_err(text)?;
         drop((server, client));
         net.remove().await.map_err(text)?;
-        if seen.exit_code == 0 {
+        if seen.stdout.contains("db-here") {
             Ok(())
         } else {
-            Err(format!("ping db: {}", seen.stderr))
+            Err(format!(
+                "db:7000 from app: exit {} {}",
+                seen.exit_code, seen.stderr
+            ))
         }
     };
     results.push(("networks", networks.await));
@@ -541,4 +554,70 @@ fn ssh_reaches_the_daemon_through_dial_stdio() {
     assert_eq!(child.value("ENDPOINT"), "ssh://dockfix-ci@127.0.0.1");
     assert_eq!(child.value("WHY"), "DOCKER_HOST");
     assert_every_feature("ssh", &child);
+}
+
+/// With nothing named and no well-known socket answering, the error lists
+/// every place tried and why each failed. Shown by a child run as
+/// `nobody`, whom the rootful socket refuses (so this needs root to set
+/// up; the non-root leg says so and returns).
+#[test]
+fn when_no_socket_answers_the_error_lists_each_place_tried() {
+    // SAFETY: geteuid reads the process's effective uid, nothing else.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("not run: only root can start a child as a user without Docker access");
+        return;
+    }
+    let home = TempDir::new("nobody-home");
+    let home_path = home.path().to_str().unwrap().to_owned();
+    let runtime = format!("{home_path}/run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let name = support::test_name(module_path!(), "use_the_daemon_child");
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--", "env", "-i"])
+        .arg(format!("HOME={home_path}"))
+        .arg(format!("XDG_RUNTIME_DIR={runtime}"))
+        .arg("PATH=/usr/bin:/bin")
+        .arg(format!("{}=1", support::CHILD_ENV))
+        .arg(&exe)
+        .args([
+            "--exact",
+            &name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .output()
+        .expect("cannot run runuser");
+    let child = support::ChildRun {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(child.value("OUTCOME"), "unavailable", "{child}");
+    let error = child.value("ERROR");
+    for place in [
+        "unix:///var/run/docker.sock (the Docker socket, a well-known socket)".to_owned(),
+        format!("unix://{runtime}/docker.sock (rootless Docker, a well-known socket): socket"),
+        format!("unix://{home_path}/.docker/run/docker.sock (Docker Desktop"),
+        format!("unix://{home_path}/.colima/default/docker.sock (Colima"),
+        format!("unix://{home_path}/.orbstack/run/docker.sock (OrbStack"),
+        format!("unix://{runtime}/podman/podman.sock (rootless Podman"),
+        "unix:///run/podman/podman.sock (Podman".to_owned(),
+    ] {
+        assert!(error.contains(&place), "{place} missing from: {error}");
+    }
+    assert!(
+        error.contains("none of the well-known sockets answered"),
+        "{error}"
+    );
+    assert!(
+        error.contains("the connection failed (permission denied)")
+            && error.contains("add it to the socket's group"),
+        "{error}"
+    );
+    let took: u64 = child.value("TOOK_MS").parse().unwrap();
+    println!("nothing answered: told in {took} ms: {error}");
+    assert!(took < 2000, "took {took} ms");
 }

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 /// status and, for a 500, its message ([`classify`]).
 pub(crate) fn heals(err: &bollard::errors::Error) -> Heals {
     use bollard::errors::Error as B;
-    if tls_failure(err).is_some() {
+    // A socket this user may not open, and TLS that fails, stay so.
+    if tls_failure(err).is_some() || io_kind(err) == Some(std::io::ErrorKind::PermissionDenied) {
         return Heals::Never;
     }
     match err {

@@ -22,6 +22,8 @@ const HINT: &str = "start the Docker daemon, or point DOCKER_HOST at it (unix://
 
 const TLS_HINT: &str = "check that the CA in DOCKER_CERT_PATH (or the context) signed the daemon's certificate, that the certificate is current, and that the daemon speaks TLS on this port; dockfix never falls back to plain text";
 
+const PERMISSION_HINT: &str = "this user may not open the socket: add it to the socket's group (usually `docker`) and log in again, or use rootless Docker or Podman";
+
 /// bollard's own read timeout, in seconds; every call is bounded sooner
 /// by the Docker layer's per-call timeout.
 const TRANSPORT_TIMEOUT: u64 = 120;
@@ -62,13 +64,18 @@ async fn connect_found() -> Result<Docker> {
                     )),
                 }
             }
+            let hint = if tried.iter().any(|t| t.contains("permission denied")) {
+                PERMISSION_HINT
+            } else {
+                HINT
+            };
             Err(unavailable(
-                "no daemon named",
+                "any well-known socket",
                 format!(
                     "no DOCKER_HOST, DOCKER_CONTEXT or current context is set, and none of the well-known sockets answered:\n  {}",
                     tried.join("\n  ")
                 ),
-                HINT,
+                hint,
             ))
         }
     }
@@ -110,6 +117,9 @@ async fn connect(endpoint: &Endpoint) -> Result<Docker> {
     negotiated.map_err(|e| match e {
         Error::Docker { message, .. } if message.starts_with("TLS failed") => {
             unavailable(host, message, TLS_HINT)
+        }
+        Error::Docker { message, .. } if message.contains("permission denied") => {
+            unavailable(host, message, PERMISSION_HINT)
         }
         Error::Docker { message, .. } => unavailable(host, message, HINT),
         Error::CircuitOpen {
