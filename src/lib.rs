@@ -57,12 +57,12 @@
 //!
 //! | layer | modules | what it holds |
 //! | --- | --- | --- |
-//! | front | `blocking`, `pool` (`local`, `shared`) | the blocking guards; pools over a front and two backends |
+//! | front | `blocking`, `pool` (`local`, `shared`), `daemon` | the blocking guards; pools over a front and two backends; what the daemon is and why it was chosen |
 //! | fixtures | `network`, `container` | the guard and what a test does with it: start, readiness, exec, logs, files, stats |
 //! | services | `sweep` (`owner`, `select`, `remove`), `image`, `cleanup` | finding what killed runs left; pulling and making images; removals in flight and the exit hook |
 //! | spec | `spec` | pure: the builder, bind mounts, units, image references, readiness conditions, rendering to a create request |
 //! | docker | `docker` | the only road to the daemon: one typed function per Docker call, each with its retry policy, time bound and breaker gate; the engine runtime and the client |
-//! | ground | `config`, `error`, `labels`, `sys`, `archive` | settings and every `DOCKFIX_*` variable; the error type; the label scheme; the operating system |
+//! | ground | `config`, `discover`, `error`, `labels`, `sys`, `archive` | settings and every `DOCKFIX_*` variable; where the daemon is (read from the environment and the Docker CLI's files, without connecting); the error type; the label scheme; the operating system |
 //!
 //! A new Docker call goes in `docker` (its policy row in
 //! `docker/policy.rs`, from which README's table of calls is rendered); a
@@ -74,7 +74,8 @@
 //!
 //! | variable | effect |
 //! | --- | --- |
-//! | `DOCKER_HOST` | the daemon: `unix:///path` or `tcp://host:port` (default `unix:///var/run/docker.sock`) |
+//! | `DOCKER_HOST` | the daemon: `unix:///path`, `tcp://host:port` or `ssh://user@host`; else `DOCKER_CONTEXT`, the CLI's current context, then the well-known sockets (README: "Which daemon, and how it is reached") |
+//! | `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH` | TLS to a `tcp://` daemon, always verified |
 //! | `DOCKFIX_KEEP=1` | dropped guards leave their containers running, for debugging |
 //! | `DOCKFIX_DROP=wait` | Drop blocks until the container is removed |
 //! | `DOCKFIX_REMOVE_DEADLINE` | seconds a Drop-time removal keeps trying while the daemon fails (default 60) |

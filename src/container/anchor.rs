@@ -26,7 +26,7 @@ use futures::StreamExt;
 use super::create;
 use crate::cleanup;
 use crate::config;
-use crate::docker::{self, ContainerCreateBody, HostConfig, containers, system};
+use crate::docker::{self, ContainerCreateBody, HostConfig, containers};
 use crate::error::Result;
 use crate::labels;
 
@@ -80,7 +80,7 @@ async fn start(image: &str) -> Result<String> {
             // others still share, and its auto-removal then leaves the
             // anchor in a `stopped` state for good: there, the anchor is
             // removed by the exit hook, or by the next start-up sweep.
-            auto_remove: Some(!system::is_podman().await),
+            auto_remove: Some(!docker::is_podman().await),
             network_mode: Some("none".to_owned()),
             ..Default::default()
         }),

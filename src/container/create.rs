@@ -1,6 +1,6 @@
 //! Creating a container, pulling its image once when the daemon lacks it.
 
-use crate::docker::{ContainerCreateBody, containers, images, networks, system};
+use crate::docker::{self, ContainerCreateBody, containers, images, networks};
 use crate::error::Result;
 use crate::image;
 use crate::labels::{LABEL_SESSION, session_id};
@@ -56,7 +56,7 @@ async fn for_podman(body: &ContainerCreateBody) -> Result<Option<ContainerCreate
         .iter()
         .flatten()
         .any(|h| h.ends_with(":host-gateway"));
-    if !asks || !system::is_podman().await {
+    if !asks || !docker::is_podman().await {
         return Ok(None);
     }
     let network = match host.network_mode.as_deref() {

@@ -110,7 +110,7 @@ async fn connect(endpoint: &Endpoint) -> Result<Docker> {
     // Which engine: asked now, so that no later operation pays for it.
     if let Ok(docker) = &negotiated {
         if let Ok(version) = request(&policy::VERSION, host, || docker.version()).await {
-            super::system::note_engine(&version);
+            note_engine(&version);
         }
     }
     // Never connected yet: whatever failed, the daemon is unavailable.
@@ -202,4 +202,27 @@ fn ssh_transport(
     Err(format!(
         "{host} needs dockfix's `ssh` feature, which this build does not have"
     ))
+}
+
+/// Whether the daemon is Podman's Docker-compatible service: decided once,
+/// as the client connects, from its version answer. Where Podman differs,
+/// the layers above ask this.
+pub(crate) async fn is_podman() -> bool {
+    // Connecting records the engine.
+    let _ = client().await;
+    PODMAN.get().copied().unwrap_or(false)
+}
+
+static PODMAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Records the engine from the daemon's version answer.
+fn note_engine(version: &bollard::models::SystemVersion) {
+    let podman = version
+        .components
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .chain(version.platform.as_ref().map(|p| p.name.as_str()))
+        .any(|n| n.contains("Podman"));
+    let _ = PODMAN.set(podman);
 }

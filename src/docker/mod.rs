@@ -31,6 +31,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use breaker::{BreakerState, CallStats, call_stats};
+pub(crate) use client::is_podman;
 pub(crate) use runtime::{block_on, deadline_in, on_engine_thread, run, spawn};
 
 /// The daemon's answers that the layers above read.
