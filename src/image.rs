@@ -54,7 +54,7 @@ impl LocalImage {
             })?;
         let reference = tag.clone();
         docker::run(async move {
-            let labels = labels::owner_labels(&HashMap::new(), None, None);
+            let labels = image_labels(&tag);
             let mut steps = images::build(&tag, labels, archive);
             let mut output = String::new();
             while let Some(step) = steps.next().await {
@@ -97,7 +97,7 @@ impl LocalImage {
     {
         let (rootfs, tag) = (rootfs.into(), tag.into());
         let mut changes: Vec<String> = changes.into_iter().map(Into::into).collect();
-        for (k, v) in labels::owner_labels(&HashMap::new(), None, None) {
+        for (k, v) in image_labels(&tag) {
             changes.push(format!("LABEL {k}={v:?}"));
         }
         let reference = tag.clone();
@@ -282,6 +282,18 @@ fn decode_base64(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The owner labels of image `tag`, under the image prefix, with the
+/// proof of ownership: the tag itself, as the daemon lists it.
+fn image_labels(tag: &str) -> HashMap<String, String> {
+    let (repo, version) = split_reference(tag);
+    let mut labels = labels::image_labels();
+    labels.insert(
+        format!("{}name", labels::IMAGE_PREFIX),
+        format!("{repo}:{}", version.unwrap_or("latest")),
+    );
+    labels
 }
 
 #[cfg(test)]

@@ -29,6 +29,53 @@ pub const LABEL_POOL: &str = "dockfix.pool";
 /// A time to live in seconds, after which the sweep may remove the container.
 pub const LABEL_TTL: &str = "dockfix.ttl";
 
+/// The proof that dockfix made the object: its own name, written when it
+/// is created. Docker copies an image's labels into every container made
+/// from it, but a copied `dockfix.name` names another object, so a
+/// container anyone makes from an image that carries dockfix's labels is
+/// never taken for dockfix's.
+pub const LABEL_NAME: &str = "dockfix.name";
+
+/// Images carry the owner labels under this prefix instead of `dockfix.`
+/// (`dockfix.image.managed`, `dockfix.image.session`, …), so that the
+/// containers made from them inherit nothing that reads as dockfix's.
+pub const IMAGE_PREFIX: &str = "dockfix.image.";
+
+/// Whether `labels` prove that dockfix made the object named `name`: it
+/// carries `dockfix.managed=true` and `dockfix.name=<name>`.
+pub(crate) fn proves(labels: &HashMap<String, String>, name: &str) -> bool {
+    labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+        && labels.get(LABEL_NAME).map(String::as_str) == Some(name)
+}
+
+/// The owner labels for an image: the `dockfix.` keys moved under
+/// [`IMAGE_PREFIX`].
+pub(crate) fn image_labels() -> HashMap<String, String> {
+    owner_labels(&HashMap::new(), None, None)
+        .into_iter()
+        .map(|(k, v)| match k.strip_prefix(NAMESPACE) {
+            Some(rest) => (format!("{IMAGE_PREFIX}{rest}"), v),
+            None => (k, v),
+        })
+        .collect()
+}
+
+/// An image's labels read as a container's: the [`IMAGE_PREFIX`] keys
+/// moved back to `dockfix.`; an image of an earlier version, labelled
+/// `dockfix.` itself, reads as it is.
+pub(crate) fn from_image_labels(labels: HashMap<String, String>) -> HashMap<String, String> {
+    if !labels.keys().any(|k| k.starts_with(IMAGE_PREFIX)) {
+        return labels;
+    }
+    labels
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix(IMAGE_PREFIX)?;
+            Some((format!("{NAMESPACE}{rest}"), v))
+        })
+        .collect()
+}
+
 /// On a shared pool's lease: a value only the create that made it wrote,
 /// which tells a claim's own lease from another's after a lost answer.
 pub(crate) const LABEL_LEASE: &str = "dockfix.lease";

@@ -150,10 +150,14 @@ async fn an_image_built_from_a_context_runs_and_carries_the_owner_labels() -> Re
         .config
         .and_then(|c| c.labels)
         .unwrap_or_default();
+    // Under the image prefix, with the image's own tag as proof, so that
+    // containers made from it inherit nothing that reads as dockfix's.
     assert_eq!(
-        labels.get("dockfix.session").map(String::as_str),
+        labels.get("dockfix.image.session").map(String::as_str),
         Some(dockfix::session_id())
     );
+    assert_eq!(labels.get("dockfix.image.name"), Some(&tag));
+    assert!(!labels.contains_key("dockfix.managed"), "{labels:?}");
     let c = ContainerSpec::new(image.reference())
         .network_mode("none")
         .start()

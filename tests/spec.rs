@@ -31,12 +31,14 @@ async fn containers_carry_every_owner_label_and_the_users_labels() -> Result<()>
     assert_eq!(labels["com.example.team"], "storage");
     let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
     assert_eq!(labels["dockfix.pidns"], ns.to_str().unwrap());
+    // The proof of ownership: the container's own name.
+    assert_eq!(labels["dockfix.name"], c.name());
     // Nothing else of ours: the sweep relies on exactly these keys.
     let ours: Vec<&String> = labels
         .keys()
         .filter(|k| k.starts_with("dockfix."))
         .collect();
-    assert_eq!(ours.len(), 7, "{ours:?}");
+    assert_eq!(ours.len(), 8, "{ours:?}");
     Ok(())
 }
 

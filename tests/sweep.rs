@@ -66,10 +66,12 @@ async fn fake(case: &str, owner: Option<Owner<'_>>) -> String {
 
 /// [`fake`] with the given host config.
 async fn fake_with(case: &str, owner: Option<Owner<'_>>, host_config: HostConfig) -> String {
+    let name = unique("sweep-fake");
     let mut labels = HashMap::from([(CASE_LABEL.to_owned(), case.to_owned())]);
     if let Some(o) = owner {
         labels.extend([
             ("dockfix.managed".to_owned(), "true".to_owned()),
+            ("dockfix.name".to_owned(), name.clone()),
             ("dockfix.session".to_owned(), o.session.to_owned()),
             ("dockfix.pid".to_owned(), o.pid.to_string()),
             ("dockfix.host".to_owned(), o.host.to_owned()),
@@ -88,7 +90,6 @@ async fn fake_with(case: &str, owner: Option<Owner<'_>>, host_config: HostConfig
         host_config: Some(host_config),
         ..Default::default()
     };
-    let name = unique("sweep-fake");
     let opts = CreateContainerOptionsBuilder::new().name(&name).build();
     let id = docker.create_container(Some(opts), body).await.unwrap().id;
     docker.start_container(&id, None).await.unwrap();
@@ -382,10 +383,11 @@ async fn a_failed_removal_is_reported_the_rest_removed_and_the_exit_code_is_1() 
     force_remove(&resisting).await;
 }
 
-/// Owner labels for networks and volumes made here by hand.
-fn owner_labels(o: &Owner<'_>) -> HashMap<String, String> {
+/// Owner labels for the network or volume `name` made here by hand.
+fn owner_labels(o: &Owner<'_>, name: &str) -> HashMap<String, String> {
     HashMap::from([
         ("dockfix.managed".to_owned(), "true".to_owned()),
+        ("dockfix.name".to_owned(), name.to_owned()),
         ("dockfix.session".to_owned(), o.session.to_owned()),
         ("dockfix.pid".to_owned(), o.pid.to_string()),
         ("dockfix.host".to_owned(), o.host.to_owned()),
@@ -412,16 +414,17 @@ async fn orphaned_networks_and_volumes_are_swept_after_their_containers() {
     let network = docker
         .create_network(bollard::models::NetworkCreateRequest {
             name: net_name.clone(),
-            labels: Some(owner_labels(&owner)),
+            labels: Some(owner_labels(&owner, &net_name)),
             ..Default::default()
         })
         .await
         .unwrap()
         .id;
+    let volume_name = unique("sweep-vol");
     let volume = docker
         .create_volume(bollard::models::VolumeCreateRequest {
-            name: Some(unique("sweep-vol")),
-            labels: Some(owner_labels(&owner)),
+            name: Some(volume_name.clone()),
+            labels: Some(owner_labels(&owner, &volume_name)),
             ..Default::default()
         })
         .await
@@ -569,4 +572,95 @@ fn child_starts_one_container() -> dockfix::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// Docker copies an image's labels into every container made from it. A
+/// container someone else makes, with `docker run`, from an image dockfix
+/// built, or from an image that carries owner labels of a dead process of
+/// this host (as images of earlier versions did), is never selected: not
+/// by the default sweep (which start-up reaping runs), not with `--all`,
+/// not with `--older-than 0s`, and `ls` does not list it.
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(sweep)]
+async fn containers_others_make_from_a_labelled_image_are_never_taken() {
+    let case = unique("inherit");
+    // An image dockfix built: its owner labels are under dockfix.image.
+    let built_tag = format!("dockfix-test/inherited:{}", unique("t"));
+    let context = support::TempDir::new("inherit-ctx");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {IMAGE}\nCMD [\"sleep\", \"300\"]\n"),
+    )
+    .unwrap();
+    let built = dockfix::LocalImage::build(context.path(), &built_tag)
+        .await
+        .unwrap();
+    // An image labelled as an earlier version labelled its images: the
+    // owner labels of a process of this host that is gone.
+    let old_tag = format!("dockfix-test/old-labels:{}", unique("t"));
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {IMAGE}\nLABEL dockfix.managed=true dockfix.session=old-builder dockfix.pid={} dockfix.host={} dockfix.created={}\nCMD [\"sleep\", \"300\"]\n",
+            dead_pid(),
+            this_host(),
+            now() - 3600
+        ),
+    )
+    .unwrap();
+    let old = dockfix::LocalImage::build(context.path(), &old_tag)
+        .await
+        .unwrap();
+
+    // Someone else runs both, without dockfix.
+    let docker = raw_docker().await;
+    let mut theirs = Vec::new();
+    for tag in [&built_tag, &old_tag] {
+        let body = ContainerCreateBody {
+            image: Some(tag.clone()),
+            labels: Some(HashMap::from([(CASE_LABEL.to_owned(), case.clone())])),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = unique("someone-else");
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        let id = docker.create_container(Some(opts), body).await.unwrap().id;
+        docker.start_container(&id, None).await.unwrap();
+        theirs.push(id);
+    }
+    // The old image's labels did reach its container: it reads as managed.
+    let inherited = support::labels_of(&theirs[1]).await;
+    assert_eq!(
+        inherited.get("dockfix.managed").map(String::as_str),
+        Some("true")
+    );
+
+    let listed = dockfix::list_managed().await.unwrap();
+    assert!(
+        !listed.iter().any(|m| theirs.contains(&m.id)),
+        "ls lists a container dockfix did not make"
+    );
+    for sweep in [
+        dockfix::Sweep::new(),
+        dockfix::Sweep::new().all(true),
+        dockfix::Sweep::new().all(true).older_than(Duration::ZERO),
+    ] {
+        let report = sweep.dry_run(true).run().await.unwrap();
+        assert!(
+            !report
+                .removed
+                .iter()
+                .any(|c| theirs.contains(&c.resource.id)),
+            "a sweep selects a container dockfix did not make: {report:?}"
+        );
+    }
+    for id in &theirs {
+        assert!(support::is_running(id).await);
+        force_remove(id).await;
+    }
+    built.remove().await.unwrap();
+    old.remove().await.unwrap();
 }

@@ -19,6 +19,7 @@ use super::client::client;
 use super::stream::stream;
 use super::{Attached, Frame, policy};
 use crate::error::{Error, Result};
+use crate::labels::{LABEL_MANAGED, LABEL_NAME};
 
 /// Creates container `name`. Every attempt uses that name, so a retry
 /// after a lost answer meets 409 "name in use": the container is then
@@ -31,6 +32,7 @@ pub(crate) async fn create_container(
 ) -> Result<String> {
     let docker = client().await?;
     let opts = CreateContainerOptionsBuilder::new().name(name).build();
+    let body = &with_proof(body, name);
     let mut sent = 0u32;
     let created = request(&policy::CREATE_CONTAINER, name, || {
         sent += 1;
@@ -214,4 +216,16 @@ pub(crate) async fn download(id: &str, name: &str, path: &str) -> Result<Vec<u8>
         archive.extend_from_slice(&chunk?);
     }
     Ok(archive)
+}
+
+/// `body` with the proof of ownership, `dockfix.name=<name>`, when it
+/// carries dockfix's owner labels.
+fn with_proof(body: &ContainerCreateBody, name: &str) -> ContainerCreateBody {
+    let mut body = body.clone();
+    if let Some(labels) = body.labels.as_mut() {
+        if labels.contains_key(LABEL_MANAGED) {
+            labels.insert(LABEL_NAME.to_owned(), name.to_owned());
+        }
+    }
+    body
 }

@@ -104,7 +104,11 @@ async fn slots(pool: &str) -> Result<Slots> {
         };
         match parse(pool, &name) {
             Some((slot, Kind::Member)) => {
-                if let Some(id) = summary.id {
+                let proven = summary
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| labels::proves(l, name.trim_start_matches('/')));
+                if let (true, Some(id)) = (proven, summary.id) {
                     slots.members.insert(slot, id);
                 }
             }

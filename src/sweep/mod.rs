@@ -14,8 +14,8 @@ use std::time::Duration;
 use crate::docker::{self, ContainerSummary, containers, images, networks};
 use crate::error::Result;
 use crate::labels::{
-    LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL, LABEL_SESSION,
-    LABEL_TTL, LABEL_VERSION, ResourceKind, hostname,
+    self, LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL,
+    LABEL_SESSION, LABEL_TTL, LABEL_VERSION, ResourceKind, hostname,
 };
 
 pub(crate) mod owner;
@@ -86,7 +86,9 @@ impl ManagedResource {
         state: &str,
         labels: HashMap<String, String>,
     ) -> Option<Self> {
-        if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+        // Only what carries its own name as proof: labels an image passed
+        // on to a container someone else made name another object.
+        if !labels::proves(&labels, &name) {
             return None;
         }
         let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
@@ -127,6 +129,8 @@ impl ManagedResource {
 /// # Which containers it selects
 ///
 /// Only containers, networks and volumes labelled `dockfix.managed=true`
+/// and carrying their own name in `dockfix.name` (the proof that dockfix
+/// made them, which an image cannot pass on)
 /// are ever considered; networks and volumes follow the same rules as
 /// containers, and are removed after the containers.
 ///
@@ -341,15 +345,23 @@ async fn list_on_engine(images: bool) -> Result<Vec<ManagedResource>> {
             }),
     );
     if images {
-        all.extend(
-            images::list_images(&managed)
-                .await?
-                .into_iter()
-                .filter_map(|i| {
-                    let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
-                    ManagedResource::from_labels(ResourceKind::Image, i.id, name, "", "", i.labels)
-                }),
-        );
+        // Images carry their labels under the image prefix (earlier
+        // versions: `dockfix.` itself); the proof is the image's own tag.
+        let mut found =
+            images::list_images(&format!("{}managed=true", labels::IMAGE_PREFIX)).await?;
+        found.extend(images::list_images(&managed).await?);
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found.dedup_by(|a, b| a.id == b.id);
+        all.extend(found.into_iter().filter_map(|i| {
+            let labels = labels::from_image_labels(i.labels);
+            let proof = labels.get(labels::LABEL_NAME).cloned().unwrap_or_default();
+            let name = if i.repo_tags.contains(&proof) {
+                proof
+            } else {
+                i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone())
+            };
+            ManagedResource::from_labels(ResourceKind::Image, i.id, name, "", "", labels)
+        }));
     }
     all.sort_by(|a, b| (a.kind, a.created, &a.name).cmp(&(b.kind, b.created, &b.name)));
     Ok(all)
@@ -370,6 +382,7 @@ mod tests {
             (LABEL_VERSION.to_owned(), "0.1.0".to_owned()),
             (LABEL_TTL.to_owned(), "600".to_owned()),
             (LABEL_POOL.to_owned(), "pg".to_owned()),
+            (labels::LABEL_NAME.to_owned(), "web-1".to_owned()),
         ]);
         let summary = |labels: &HashMap<String, String>| ContainerSummary {
             id: Some("cid".into()),
@@ -390,6 +403,10 @@ mod tests {
                 Some("pg")
             )
         );
+        // Labels an image passed on name another container: not ours.
+        labels.insert(labels::LABEL_NAME.to_owned(), "builder-7".to_owned());
+        assert!(ManagedResource::from_summary(summary(&labels)).is_none());
+        labels.insert(labels::LABEL_NAME.to_owned(), "web-1".to_owned());
         labels.insert(LABEL_MANAGED.to_owned(), "false".to_owned());
         assert!(ManagedResource::from_summary(summary(&labels)).is_none());
     }
