@@ -47,6 +47,52 @@ pub(crate) fn kill(pid: i32) -> std::io::Result<()> {
     }
 }
 
+/// A handle on one process that a reused pid cannot redirect
+/// (`pidfd_open`, Linux 5.3 and newer).
+pub(crate) struct PidFd(std::os::fd::OwnedFd);
+
+/// Opens a pidfd for `pid`. `ENOSYS` on kernels before 5.3.
+pub(crate) fn pidfd_open(pid: i32) -> std::io::Result<PidFd> {
+    use std::os::fd::FromRawFd;
+    if pid <= 0 {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: pidfd_open takes a pid and flags and touches no memory of
+    // ours; on success it returns a new file descriptor that nothing else
+    // owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd =
+        i32::try_from(fd).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one
+    // else.
+    Ok(PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Sends SIGKILL to the process `fd` refers to, and to no other: if it
+/// has exited, `ESRCH`, even when its pid was reused since.
+pub(crate) fn pidfd_kill(fd: &PidFd) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal takes a descriptor we own, a signal
+    // number, a null siginfo and flags; it touches no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.0.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// What `/proc/<pid>/stat` says of a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcStat {

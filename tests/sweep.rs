@@ -481,6 +481,49 @@ async fn an_unreachable_daemon_is_exit_code_2() {
     assert_eq!(code, 2);
 }
 
+/// Mistakes on the command line exit 2 with a message, before anything is
+/// listed or removed: an empty session id (which would name every
+/// container without one), a malformed duration, conflicting flags.
+#[tokio::test(flavor = "multi_thread")]
+#[file_serial(sweep)]
+async fn command_line_mistakes_exit_2_and_say_why() {
+    for (args, says) in [
+        (&["sweep", "--session", ""][..], "the session id is empty"),
+        (&["sweep", "--session", " "][..], "the session id is empty"),
+        (&["sweep", "--older-than", "soon"][..], "not a duration"),
+        (&["sweep", "--older-than", "5w"][..], "unknown unit"),
+        (
+            &["sweep", "--session", "abc", "--all"][..],
+            "cannot be used with",
+        ),
+        (
+            &["sweep", "--session", "abc", "--older-than", "1h"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = tokio::process::Command::new(CLI)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // The library refuses an empty session too.
+    let err = dockfix::Sweep::new().session("").run().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            dockfix::Error::InvalidSpec {
+                field: "session",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[file_serial(sweep)]
 async fn ls_lists_managed_containers_as_json() {

@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, value_parser = parse_age)]
         older_than: Option<Duration>,
         /// Remove exactly the containers of this session id, live or not.
-        #[arg(long, conflicts_with_all = ["older_than", "all"])]
+        #[arg(long, conflicts_with_all = ["older_than", "all"], value_parser = parse_session)]
         session: Option<String>,
         /// Also remove containers whose owner cannot be checked from here
         /// (another host, no pid label).
@@ -80,6 +80,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_session(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "the session id is empty, which would name every container without one; give the id `dockfix ls` shows"
+                .to_owned(),
+        );
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_age(s: &str) -> Result<Duration, String> {

@@ -138,7 +138,9 @@ impl Exec<'_> {
     ///
     /// The command gets `DOCKFIX_EXEC=<random>` in its environment, which
     /// its children inherit. As root on the daemon's machine the kill
-    /// signals the host pids; where they are out of reach (a non-root user
+    /// signals the host pids, each through a pidfd after checking that it
+    /// is the container's (so a pid reused by a host process is never
+    /// signalled); where they are out of reach (a non-root user
     /// in the `docker` group, a remote daemon) an exec as root inside the
     /// container kills every process that carries the marker, which needs
     /// `sh`, `grep` and `kill` in the image. The kill takes at most about
@@ -443,13 +445,41 @@ fn kill_from_host(pid: i32, container_id: &str) -> bool {
     let Some((root, children)) = victims.split_first() else {
         return false;
     };
-    if crate::sys::kill(*root).is_err() {
+    if !matches!(kill_in_container(*root, container_id), Ok(true)) {
         return false;
     }
     for pid in children {
-        let _ = crate::sys::kill(*pid);
+        let _ = kill_in_container(*pid, container_id);
     }
     true
+}
+
+/// SIGKILLs `pid` if, at the moment of the signal, it is a process of the
+/// container: a pidfd pins the process first, its cgroup is checked next,
+/// and the signal goes through the pidfd, so a pid that left the container
+/// and was reused by a process of the host is never signalled. On kernels
+/// without pidfds (before 5.3) the cgroup is checked just before a plain
+/// kill. `Ok(false)`: not the container's, nothing sent.
+fn kill_in_container(pid: i32, container_id: &str) -> std::io::Result<bool> {
+    let in_container = || {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|cg| cg.contains(container_id))
+    };
+    match crate::sys::pidfd_open(pid) {
+        Ok(fd) => {
+            if !in_container() {
+                return Ok(false);
+            }
+            crate::sys::pidfd_kill(&fd).map(|()| true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            if !in_container() {
+                return Ok(false);
+            }
+            crate::sys::kill(pid).map(|()| true)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs [`KILL_SCRIPT`] as root in the container; true when it killed
@@ -504,4 +534,34 @@ fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
         i += 1;
     }
     tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process of the host is never signalled by the exec kill, however
+    /// it is named: its cgroup is not the container's.
+    #[test]
+    fn a_process_outside_the_container_is_never_signalled() {
+        let mut host = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(host.id()).unwrap();
+        let container = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert!(matches!(kill_in_container(pid, container), Ok(false)));
+        assert!(!kill_from_host(pid, container));
+        assert!(
+            host.try_wait().unwrap().is_none(),
+            "the host process was killed"
+        );
+        host.kill().unwrap();
+        host.wait().unwrap();
+        // A process that has exited: its pidfd cannot be opened, nothing
+        // is sent.
+        assert!(
+            kill_in_container(pid, container).is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH))
+        );
+    }
 }

@@ -220,7 +220,8 @@ impl Sweep {
     }
 
     /// Selects exactly the containers of session `id`, live or not, and
-    /// nothing else.
+    /// nothing else. An empty id is refused when the sweep runs: it would
+    /// name every container that has no session label.
     pub fn session(mut self, id: impl Into<String>) -> Self {
         self.session = Some(id.into());
         self
@@ -299,9 +300,19 @@ impl Sweep {
     ///
     /// # Errors
     ///
-    /// Only when the containers cannot be listed; a failed removal is in
-    /// [`SweepReport::failed`].
+    /// [`Error::InvalidSpec`](crate::Error::InvalidSpec) for an empty
+    /// session id; otherwise only when the containers cannot be listed (a
+    /// failed removal is in [`SweepReport::failed`]).
     pub async fn run(self) -> Result<SweepReport> {
+        if let Some(session) = &self.session {
+            if session.trim().is_empty() {
+                return Err(crate::Error::invalid(
+                    "session",
+                    session.as_str(),
+                    "an empty session id would name every container without one; give the id `dockfix ls` shows",
+                ));
+            }
+        }
         docker::run(async move { self.run_on_engine().await }).await
     }
 }
