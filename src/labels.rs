@@ -24,6 +24,14 @@ pub const LABEL_VERSION: &str = "dockfix.version";
 /// a process in another namespace with the same hostname (a container, a
 /// pod sharing the node's hostname) is never taken for dead.
 pub const LABEL_PIDNS: &str = "dockfix.pidns";
+/// The owner machine's id (`/etc/machine-id`; the hostname where there is
+/// none): two machines of one hostname are still told apart.
+pub const LABEL_MACHINE: &str = "dockfix.machine";
+/// The boot the owner process ran in (`/proc/sys/kernel/random/boot_id`).
+pub const LABEL_BOOT: &str = "dockfix.boot";
+/// The owner process's start, in clock ticks since boot: with the boot id
+/// and the pid, it names the process without reading the wall clock.
+pub const LABEL_START: &str = "dockfix.start";
 /// The pool a container belongs to, for pool members.
 pub const LABEL_POOL: &str = "dockfix.pool";
 /// A time to live in seconds, after which the sweep may remove the container.
@@ -144,6 +152,13 @@ pub fn session_id() -> &'static str {
     &SESSION
 }
 
+/// This machine's id, or its hostname where it has none.
+pub(crate) fn machine() -> &'static str {
+    static MACHINE: LazyLock<String> =
+        LazyLock::new(|| crate::sys::machine_id().unwrap_or_else(|| hostname().to_owned()));
+    &MACHINE
+}
+
 /// The hostname written to `dockfix.host`.
 pub(crate) fn hostname() -> &'static str {
     &HOSTNAME
@@ -172,6 +187,13 @@ pub(crate) fn owner_labels(
     }
     if let Some(ns) = pid_namespace() {
         labels.insert(LABEL_PIDNS.to_owned(), ns.to_owned());
+    }
+    labels.insert(LABEL_MACHINE.to_owned(), machine().to_owned());
+    if let Some(boot) = crate::sys::boot_id() {
+        labels.insert(LABEL_BOOT.to_owned(), boot);
+    }
+    if let Some(stat) = crate::sys::proc_stat(i64::from(std::process::id())) {
+        labels.insert(LABEL_START.to_owned(), stat.start_ticks.to_string());
     }
     if let Some(ttl) = ttl {
         labels.insert(LABEL_TTL.to_owned(), ttl.as_secs().to_string());

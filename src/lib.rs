@@ -115,8 +115,9 @@ pub use docker::{BreakerState, CallStats, call_stats};
 pub use error::{BoxError, Error, Result};
 pub use image::LocalImage;
 pub use labels::{
-    IMAGE_PREFIX, LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_NAME, LABEL_PID, LABEL_PIDNS,
-    LABEL_POOL, LABEL_SESSION, LABEL_TTL, LABEL_VERSION, ResourceKind, session_id,
+    IMAGE_PREFIX, LABEL_BOOT, LABEL_CREATED, LABEL_HOST, LABEL_MACHINE, LABEL_MANAGED, LABEL_NAME,
+    LABEL_PID, LABEL_PIDNS, LABEL_POOL, LABEL_SESSION, LABEL_START, LABEL_TTL, LABEL_VERSION,
+    ResourceKind, session_id,
 };
 pub use network::Network;
 pub use pool::{ContainerPool, PoolBuilder, PoolStats, PooledContainer, Reset, ResetFuture};

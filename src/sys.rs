@@ -123,6 +123,41 @@ pub(crate) fn proc_stat(pid: i64) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): a process of
+/// another boot is gone, whatever the clock says.
+pub(crate) fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_owned()).filter(|i| !i.is_empty())
+}
+
+/// This machine's id (`/etc/machine-id`, or D-Bus's copy).
+pub(crate) fn machine_id() -> Option<String> {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+}
+
+/// Whether `pid` exists, by `kill(pid, 0)`: `EPERM` (another user's
+/// process) counts as existing; `None` when that cannot be told.
+pub(crate) fn pid_exists(pid: i32) -> Option<bool> {
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: signal 0 sends nothing; kill only checks that the process
+    // exists and may be signalled. It touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc == 0 {
+        return Some(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => Some(true),
+        Some(libc::ESRCH) => Some(false),
+        _ => None,
+    }
+}
+
 /// Boot time in Unix seconds, from `/proc/stat`.
 pub(crate) fn boot_time() -> Option<u64> {
     std::fs::read_to_string("/proc/stat")

@@ -33,12 +33,26 @@ async fn containers_carry_every_owner_label_and_the_users_labels() -> Result<()>
     assert_eq!(labels["dockfix.pidns"], ns.to_str().unwrap());
     // The proof of ownership: the container's own name.
     assert_eq!(labels["dockfix.name"], c.name());
+    // The owner named without the wall clock: machine, boot, start ticks.
+    assert!(!labels["dockfix.machine"].is_empty());
+    assert_eq!(
+        labels["dockfix.boot"],
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap()
+            .trim()
+    );
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(
+        labels["dockfix.start"], fields[19],
+        "field 22 of /proc/self/stat"
+    );
     // Nothing else of ours: the sweep relies on exactly these keys.
     let ours: Vec<&String> = labels
         .keys()
         .filter(|k| k.starts_with("dockfix."))
         .collect();
-    assert_eq!(ours.len(), 8, "{ours:?}");
+    assert_eq!(ours.len(), 11, "{ours:?}");
     Ok(())
 }
 

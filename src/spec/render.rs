@@ -109,6 +109,7 @@ impl ContainerSpec {
                 if self.shared_name.is_some() {
                     labels.remove(labels::LABEL_PID);
                     labels.remove(labels::LABEL_PIDNS);
+                    labels.remove(labels::LABEL_START);
                 }
                 labels
             }),

@@ -15,7 +15,7 @@ use crate::docker::{self, ContainerSummary, containers, images, networks};
 use crate::error::Result;
 use crate::labels::{
     self, LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL,
-    LABEL_SESSION, LABEL_TTL, LABEL_VERSION, ResourceKind, hostname,
+    LABEL_SESSION, LABEL_TTL, LABEL_VERSION, ResourceKind,
 };
 
 pub(crate) mod owner;
@@ -58,6 +58,14 @@ pub struct ManagedResource {
     pub pool: Option<String>,
     /// `dockfix.ttl`: how long it may live.
     pub ttl: Option<Duration>,
+    /// `dockfix.machine`: the owner machine's id (absent on resources of
+    /// earlier versions).
+    pub machine: Option<String>,
+    /// `dockfix.boot`: the boot the owner process ran in.
+    pub boot: Option<String>,
+    /// `dockfix.start`: the owner process's start, in clock ticks since
+    /// boot.
+    pub start_ticks: Option<u64>,
 }
 
 impl ManagedResource {
@@ -109,6 +117,9 @@ impl ManagedResource {
                 .get(LABEL_TTL)
                 .and_then(|t| t.parse::<u64>().ok())
                 .map(Duration::from_secs),
+            machine: labels.get(labels::LABEL_MACHINE).cloned(),
+            boot: labels.get(labels::LABEL_BOOT).cloned(),
+            start_ticks: labels.get(labels::LABEL_START).and_then(|t| t.parse().ok()),
         })
     }
 
@@ -120,7 +131,7 @@ impl ManagedResource {
 
     /// What can be told about its owner process from this machine.
     pub fn owner(&self) -> Owner {
-        owner::owner_of(self, hostname(), &owner::probe_process)
+        owner::owner_of(self, &owner::Here::now(), &owner::probe_process)
     }
 }
 
@@ -275,6 +286,7 @@ impl Sweep {
     async fn plan_on_engine(&self) -> Result<Vec<SweepCandidate>> {
         let now = owner::now_secs();
         let all = list_on_engine(self.images).await?;
+        let here = owner::Here::now();
         // A shared pool's member in use has a lease whose owner is alive:
         // its ttl must not take it from under its holder.
         let leased_by_the_living: std::collections::HashSet<String> = all
@@ -286,7 +298,7 @@ impl Sweep {
             .into_iter()
             .filter(|c| self.session.is_some() || !leased_by_the_living.contains(&c.name))
             .filter_map(|c| {
-                let reason = self.select(&c, hostname(), &owner::probe_process, now)?;
+                let reason = self.select(&c, &here, &owner::probe_process, now)?;
                 Some(SweepCandidate {
                     resource: c,
                     reason,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::owner::{Owner, Process, owner_of};
+use super::owner::{Here, Owner, Process, owner_of};
 use super::{ManagedResource, Sweep};
 
 /// Why a sweep selected a container.
@@ -106,14 +106,14 @@ impl Sweep {
     pub(super) fn select(
         &self,
         c: &ManagedResource,
-        this_host: &str,
+        here: &Here,
         probe: &dyn Fn(u32) -> Process,
         now: u64,
     ) -> Option<SweepReason> {
         if let Some(session) = &self.session {
             return (c.session == *session).then_some(SweepReason::Session);
         }
-        let owner = owner_of(c, this_host, probe);
+        let owner = owner_of(c, here, probe);
         match (owner, c.pid) {
             (Owner::Alive, _) => return None,
             (Owner::Gone, Some(pid)) => return Some(SweepReason::OwnerGone { pid }),
@@ -160,6 +160,9 @@ mod tests {
             version: "0.1.0".into(),
             pool: None,
             ttl: ttl.map(Duration::from_secs),
+            machine: None,
+            boot: None,
+            start_ticks: None,
         }
     }
 
@@ -167,17 +170,84 @@ mod tests {
         match pid {
             1 => Process::Alive {
                 started: Some(NOW - 10_000),
+                start_ticks: Some(1_000),
             },
             2 => Process::Alive {
                 started: Some(NOW - 5),
+                start_ticks: Some(2_000),
             },
-            3 => Process::Alive { started: None },
+            3 => Process::Alive {
+                started: None,
+                start_ticks: None,
+            },
             _ => Process::Dead,
         }
     }
 
+    fn here() -> Here {
+        Here {
+            host: "here".into(),
+            machine: "machine-a".into(),
+            boot: Some("boot-1".into()),
+        }
+    }
+
     fn reason(sweep: &Sweep, c: &ManagedResource) -> Option<&'static str> {
-        sweep.select(c, "here", &probe, NOW).map(|r| r.code())
+        sweep.select(c, &here(), &probe, NOW).map(|r| r.code())
+    }
+
+    /// A container of this version: owner named by machine, boot, pid and
+    /// start ticks.
+    fn named(pid: u32, start: u64, created: u64) -> ManagedResource {
+        let mut c = container("here", Some(pid), created, None);
+        c.machine = Some("machine-a".into());
+        c.boot = Some("boot-1".into());
+        c.start_ticks = Some(start);
+        c
+    }
+
+    #[test]
+    fn owners_are_named_without_the_wall_clock() {
+        // The same process, whatever the clock said when the labels were
+        // written: a day ahead, or a day behind (a clock step on a fresh
+        // VM).
+        for created in [NOW + 86_400, NOW - 86_400] {
+            assert_eq!(reason(&Sweep::new(), &named(1, 1_000, created)), None);
+        }
+        // The pid now names a process that started at another tick.
+        assert_eq!(
+            reason(&Sweep::new(), &named(1, 999, NOW)),
+            Some("pid-reused")
+        );
+        assert_eq!(
+            reason(&Sweep::new(), &named(99, 1_000, NOW)),
+            Some("orphaned")
+        );
+        // Another boot of this machine: gone, even if the pid runs.
+        let mut rebooted = named(1, 1_000, NOW);
+        rebooted.boot = Some("boot-0".into());
+        assert_eq!(reason(&Sweep::new(), &rebooted), Some("orphaned"));
+        // What cannot be read counts as alive.
+        assert_eq!(reason(&Sweep::new(), &named(3, 1_000, NOW)), None);
+        let unknown_boot = Here {
+            boot: None,
+            ..here()
+        };
+        assert_eq!(
+            Sweep::new().select(&named(99, 1_000, NOW), &unknown_boot, &probe, NOW),
+            None
+        );
+    }
+
+    #[test]
+    fn two_machines_of_one_hostname_are_told_apart_by_machine_id() {
+        let mut theirs = named(99, 1_000, NOW - 60);
+        theirs.machine = Some("machine-b".into());
+        assert_eq!(reason(&Sweep::new(), &theirs), None);
+        assert_eq!(
+            reason(&Sweep::new().all(true), &theirs),
+            Some("unverifiable")
+        );
     }
 
     #[test]
