@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::docker::{self, ContainerSummary, containers, images, networks};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::labels::{
     self, LABEL_CREATED, LABEL_HOST, LABEL_MANAGED, LABEL_PID, LABEL_PIDNS, LABEL_POOL,
     LABEL_SESSION, LABEL_TTL, LABEL_VERSION, ResourceKind,
@@ -318,7 +318,7 @@ impl Sweep {
     pub async fn run(self) -> Result<SweepReport> {
         if let Some(session) = &self.session {
             if session.trim().is_empty() {
-                return Err(crate::Error::invalid(
+                return Err(Error::invalid(
                     "session",
                     session.as_str(),
                     "an empty session id would name every container without one; give the id `dockfix ls` shows",
