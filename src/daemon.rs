@@ -78,7 +78,9 @@ pub async fn daemon() -> Result<DaemonInfo> {
             .map(|c| c.name.clone())
             .chain(version.platform.as_ref().map(|p| p.name.clone()))
             .collect();
-        let engine = if names.iter().any(|n| n.contains("Podman")) {
+        // Podman is told as the client connects; the layers above it ask
+        // the same question.
+        let engine = if docker::is_podman().await {
             Engine::Podman
         } else if names
             .iter()

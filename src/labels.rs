@@ -49,6 +49,15 @@ pub const LABEL_NAME: &str = "dockfix.name";
 /// containers made from them inherit nothing that reads as dockfix's.
 pub const IMAGE_PREFIX: &str = "dockfix.image.";
 
+/// Adds the proof of ownership, `dockfix.name=<name>`, to labels that
+/// carry dockfix's owner labels; the Docker layer calls this as it creates
+/// a container or a network.
+pub(crate) fn add_proof(labels: &mut HashMap<String, String>, name: &str) {
+    if labels.contains_key(LABEL_MANAGED) {
+        labels.insert(LABEL_NAME.to_owned(), name.to_owned());
+    }
+}
+
 /// Whether `labels` prove that dockfix made the object named `name`: it
 /// carries `dockfix.managed=true` and `dockfix.name=<name>`.
 pub(crate) fn proves(labels: &HashMap<String, String>, name: &str) -> bool {

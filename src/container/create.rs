@@ -63,9 +63,15 @@ async fn for_podman(body: &ContainerCreateBody) -> Result<Option<ContainerCreate
         None | Some("" | "default" | "bridge") => "bridge",
         Some(other) => other,
     };
-    // Without a network there is no gateway to reach the host by.
+    // Without a network there is no gateway to reach the host by. The
+    // default bridge's is asked once per process: it does not change.
+    static BRIDGE: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
     let gateway = match network {
         "none" => None,
+        "bridge" => BRIDGE
+            .get_or_try_init(|| networks::network_gateway("bridge"))
+            .await?
+            .clone(),
         _ => match networks::network_gateway(network).await {
             Ok(gateway) => gateway,
             // A missing network: the create says so.

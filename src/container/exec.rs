@@ -441,15 +441,15 @@ async fn kill_exec(container_id: &str, name: &str, exec_id: &str, marker: &str) 
 /// SIGKILLs `pid` and its descendants from the host; false when `pid` is
 /// not this machine's process of the container, or may not be signalled.
 fn kill_from_host(pid: i32, container_id: &str) -> bool {
-    let victims = process_tree(pid, container_id);
-    let Some((root, children)) = victims.split_first() else {
-        return false;
-    };
-    if !matches!(kill_in_container(*root, container_id), Ok(true)) {
+    // Its children, named before it dies (they are then reparented).
+    let children = descendants(pid);
+    // The root first: if it is not the container's (a pid of another
+    // machine's namespace), nothing is signalled at all.
+    if !matches!(kill_in_container(pid, container_id), Ok(true)) {
         return false;
     }
-    for pid in children {
-        let _ = kill_in_container(*pid, container_id);
+    for child in children {
+        let _ = kill_in_container(child, container_id);
     }
     true
 }
@@ -513,13 +513,8 @@ async fn kill_from_inside(container_id: &str, name: &str, marker: &str) -> bool 
     matches!(exit_code(&exec_id, name).await, Ok(0))
 }
 
-/// `root` and its descendants, if `root` is in the container's cgroup.
-fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
-    let in_container = std::fs::read_to_string(format!("/proc/{root}/cgroup"))
-        .is_ok_and(|cg| cg.contains(container_id));
-    if !in_container {
-        return Vec::new();
-    }
+/// The descendants of `root`, from this machine's `/proc`.
+fn descendants(root: i32) -> Vec<i32> {
     let parents = crate::sys::processes();
     let mut tree = vec![root];
     let mut i = 0;
@@ -533,6 +528,7 @@ fn process_tree(root: i32, container_id: &str) -> Vec<i32> {
         );
         i += 1;
     }
+    tree.remove(0);
     tree
 }
 

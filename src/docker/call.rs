@@ -65,6 +65,7 @@ pub(crate) fn daemon_in_trouble(err: &bollard::errors::Error) -> bool {
 /// what happened to the request, with the client's error as `source()`.
 pub(crate) fn from_client(op: &'static str, target: &str, err: bollard::errors::Error) -> Error {
     use bollard::errors::Error as B;
+    let tls = tls_failure(&err);
     let (status, message) = match &err {
         B::DockerResponseServerError {
             status_code,
@@ -73,10 +74,7 @@ pub(crate) fn from_client(op: &'static str, target: &str, err: bollard::errors::
             Some(classify::as_docker_status(*status_code, message)),
             message.clone(),
         ),
-        _ if tls_failure(&err).is_some() => (
-            None,
-            format!("TLS failed: {}", tls_failure(&err).unwrap_or_default()),
-        ),
+        _ if tls.is_some() => (None, format!("TLS failed: {}", tls.unwrap_or_default())),
         B::IOError { .. }
         | B::HyperResponseError { .. }
         | B::HyperLegacyError { .. }

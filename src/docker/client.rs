@@ -2,7 +2,7 @@
 //! that [`discover`](crate::discover) found: the one the user named, or
 //! the first well-known socket that answers.
 
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::{API_DEFAULT_VERSION, ClientVersion, Docker};
 
 use super::call::request;
 use super::policy;
@@ -102,19 +102,24 @@ async fn connect(endpoint: &Endpoint) -> Result<Docker> {
             ));
         }
     }
-    let docker = transport(endpoint).map_err(|reason| unavailable(host, reason, HINT))?;
-    let negotiated = request(&policy::VERSION, host, || {
-        docker.clone().negotiate_version()
-    })
-    .await;
-    // Which engine: asked now, so that no later operation pays for it.
-    if let Ok(docker) = &negotiated {
-        if let Ok(version) = request(&policy::VERSION, host, || docker.version()).await {
-            note_engine(&version);
+    let made = |version: &ClientVersion| {
+        transport(endpoint, version).map_err(|reason| unavailable(host, reason, HINT))
+    };
+    let docker = made(API_DEFAULT_VERSION)?;
+    // One version call both negotiates the API version (the lower of the
+    // daemon's and ours, as bollard's negotiate_version does) and tells
+    // the engine, so that no later operation pays for either.
+    let answered = request(&policy::VERSION, host, || docker.version()).await;
+    let connected = answered.and_then(|version| {
+        note_engine(&version);
+        let theirs = version.api_version.as_deref().and_then(parse_api_version);
+        match theirs {
+            Some(theirs) if theirs < *API_DEFAULT_VERSION => made(&theirs),
+            _ => Ok(docker),
         }
-    }
+    });
     // Never connected yet: whatever failed, the daemon is unavailable.
-    negotiated.map_err(|e| match e {
+    connected.map_err(|e| match e {
         Error::Docker { message, .. } if message.starts_with("TLS failed") => {
             unavailable(host, message, TLS_HINT)
         }
@@ -135,14 +140,24 @@ async fn connect(endpoint: &Endpoint) -> Result<Docker> {
     })
 }
 
-/// The bollard transport for `endpoint`: a unix socket, plain HTTP, TLS
-/// (always verified against the CA; never plain text instead), or SSH.
-fn transport(endpoint: &Endpoint) -> std::result::Result<Docker, String> {
+/// `1.41` as bollard's version type.
+fn parse_api_version(text: &str) -> Option<ClientVersion> {
+    let (major, minor) = text.split_once('.')?;
+    Some(ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    })
+}
+
+/// The bollard transport for `endpoint` speaking API `version`: a unix
+/// socket, plain HTTP, TLS (always verified against the CA; never plain
+/// text instead), or SSH.
+fn transport(endpoint: &Endpoint, version: &ClientVersion) -> std::result::Result<Docker, String> {
     let host = endpoint.host.as_str();
     let tcp =
         host.starts_with("tcp://") || host.starts_with("http://") || host.starts_with("https://");
     let made = match &endpoint.tls {
-        Some(tls) if tcp => tls_transport(host, tls)?,
+        Some(tls) if tcp => tls_transport(host, tls, version)?,
         Some(_) => return Err(format!("{host}: TLS applies to tcp:// daemons only")),
         None if host.starts_with("https://") => {
             return Err(
@@ -150,8 +165,11 @@ fn transport(endpoint: &Endpoint) -> std::result::Result<Docker, String> {
                     .to_owned(),
             );
         }
-        None if tcp => Docker::connect_with_http(host, TRANSPORT_TIMEOUT, API_DEFAULT_VERSION),
-        None if host.starts_with("ssh://") => ssh_transport(host)?,
+        None if tcp => Docker::connect_with_http(host, TRANSPORT_TIMEOUT, version),
+        None if host.starts_with("ssh://") => ssh_transport(host, version)?,
+        None if host.starts_with("unix://") => {
+            Docker::connect_with_unix(host, TRANSPORT_TIMEOUT, version)
+        }
         None => Docker::connect_with_host(host),
     };
     made.map_err(|e| format!("{e} (dockfix speaks unix://, tcp:// with or without TLS, and ssh:// with its `ssh` feature)"))
@@ -161,6 +179,7 @@ fn transport(endpoint: &Endpoint) -> std::result::Result<Docker, String> {
 fn tls_transport(
     host: &str,
     tls: &crate::discover::Tls,
+    version: &ClientVersion,
 ) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
     let host = host.replacen("https://", "tcp://", 1);
     Ok(Docker::connect_with_ssl(
@@ -169,7 +188,7 @@ fn tls_transport(
         &tls.cert,
         &tls.ca,
         TRANSPORT_TIMEOUT,
-        API_DEFAULT_VERSION,
+        version,
     ))
 }
 
@@ -177,6 +196,7 @@ fn tls_transport(
 fn tls_transport(
     host: &str,
     _tls: &crate::discover::Tls,
+    _version: &ClientVersion,
 ) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
     Err(format!(
         "{host} is to be reached over TLS, and dockfix was built without its `tls` feature"
@@ -186,11 +206,12 @@ fn tls_transport(
 #[cfg(feature = "ssh")]
 fn ssh_transport(
     host: &str,
+    version: &ClientVersion,
 ) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
     Ok(Docker::connect_with_ssh(
         host,
         TRANSPORT_TIMEOUT,
-        API_DEFAULT_VERSION,
+        version,
         None,
     ))
 }
@@ -198,6 +219,7 @@ fn ssh_transport(
 #[cfg(not(feature = "ssh"))]
 fn ssh_transport(
     host: &str,
+    _version: &ClientVersion,
 ) -> std::result::Result<std::result::Result<Docker, bollard::errors::Error>, String> {
     Err(format!(
         "{host} needs dockfix's `ssh` feature, which this build does not have"
@@ -225,4 +247,18 @@ fn note_engine(version: &bollard::models::SystemVersion) {
         .chain(version.platform.as_ref().map(|p| p.name.as_str()))
         .any(|n| n.contains("Podman"));
     let _ = PODMAN.set(podman);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_read_as_bollard_compares_them() {
+        let v = parse_api_version("1.41").unwrap();
+        assert_eq!((v.major_version, v.minor_version), (1, 41));
+        assert!(v < *API_DEFAULT_VERSION);
+        assert!(parse_api_version("4.3.1x").is_none());
+        assert!(parse_api_version("").is_none());
+    }
 }

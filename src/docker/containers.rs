@@ -19,7 +19,7 @@ use super::client::client;
 use super::stream::stream;
 use super::{Attached, Frame, policy};
 use crate::error::{Error, Result};
-use crate::labels::{LABEL_MANAGED, LABEL_NAME};
+use crate::labels;
 
 /// Creates container `name`. Every attempt uses that name, so a retry
 /// after a lost answer meets 409 "name in use": the container is then
@@ -218,14 +218,11 @@ pub(crate) async fn download(id: &str, name: &str, path: &str) -> Result<Vec<u8>
     Ok(archive)
 }
 
-/// `body` with the proof of ownership, `dockfix.name=<name>`, when it
-/// carries dockfix's owner labels.
+/// `body` with the proof of ownership.
 fn with_proof(body: &ContainerCreateBody, name: &str) -> ContainerCreateBody {
     let mut body = body.clone();
     if let Some(labels) = body.labels.as_mut() {
-        if labels.contains_key(LABEL_MANAGED) {
-            labels.insert(LABEL_NAME.to_owned(), name.to_owned());
-        }
+        labels::add_proof(labels, name);
     }
     body
 }

@@ -13,16 +13,14 @@ use super::call::request;
 use super::client::client;
 use super::policy;
 use crate::error::Result;
-use crate::labels::{LABEL_MANAGED, LABEL_NAME};
+use crate::labels;
 
 /// Creates a bridge network `name` with `labels`; returns its id.
 pub(crate) async fn create_network(
     name: &str,
     mut labels: HashMap<String, String>,
 ) -> Result<String> {
-    if labels.contains_key(LABEL_MANAGED) {
-        labels.insert(LABEL_NAME.to_owned(), name.to_owned());
-    }
+    labels::add_proof(&mut labels, name);
     let body = NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("bridge".to_owned()),

@@ -131,7 +131,7 @@ impl ManagedResource {
 
     /// What can be told about its owner process from this machine.
     pub fn owner(&self) -> Owner {
-        owner::owner_of(self, &owner::Here::now(), &owner::probe_process)
+        owner::owner_of(self, owner::Here::get(), &owner::probe_process)
     }
 }
 
@@ -286,7 +286,7 @@ impl Sweep {
     async fn plan_on_engine(&self) -> Result<Vec<SweepCandidate>> {
         let now = owner::now_secs();
         let all = list_on_engine(self.images).await?;
-        let here = owner::Here::now();
+        let here = owner::Here::get();
         // A shared pool's member in use has a lease whose owner is alive:
         // its ttl must not take it from under its holder.
         let leased_by_the_living: std::collections::HashSet<String> = all
@@ -298,7 +298,7 @@ impl Sweep {
             .into_iter()
             .filter(|c| self.session.is_some() || !leased_by_the_living.contains(&c.name))
             .filter_map(|c| {
-                let reason = self.select(&c, &here, &owner::probe_process, now)?;
+                let reason = self.select(&c, here, &owner::probe_process, now)?;
                 Some(SweepCandidate {
                     resource: c,
                     reason,

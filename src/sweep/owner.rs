@@ -88,13 +88,14 @@ pub(crate) struct Here {
 }
 
 impl Here {
-    /// This machine now.
-    pub(crate) fn now() -> Here {
-        Here {
+    /// This machine, read once: none of it changes while a process runs.
+    pub(crate) fn get() -> &'static Here {
+        static HERE: std::sync::LazyLock<Here> = std::sync::LazyLock::new(|| Here {
             host: crate::labels::hostname().to_owned(),
             machine: crate::labels::machine().to_owned(),
             boot: crate::sys::boot_id(),
-        }
+        });
+        &HERE
     }
 }
 
